@@ -1,0 +1,1 @@
+"""The evaluation harness: suites, simulator backends, runner, episode records, CLI."""

@@ -1,0 +1,182 @@
+"""ManiSkill3 (SAPIEN 3) backend: builds a task's environment once and reuses it per episode.
+
+ManiSkill reads its asset folder from MS_ASSET_DIR when it is first imported, and it asks on
+stdin before downloading anything it misses. Both are settled here before the import: the
+harness points it at its own asset store, checks every needed file itself, and switches the
+prompt off so a missing file can only ever be a one-line error from the harness.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from refinevla_bench.harness.assets.store import require_suite_assets
+from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.paths import maniskill_asset_dir
+from refinevla_bench.harness.rendering import (
+    NO_RENDER_DEVICE_FIX,
+    is_vulkan_failure,
+    render_devices_in_process,
+)
+from refinevla_bench.harness.suites.spec import SuiteSpec, TaskSpec
+from refinevla_bench.policies.protocol import ObservationBatch
+
+Device = Literal["cpu", "cuda"]
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(requested: str) -> Device:
+    """`auto` takes CUDA simulation when torch sees a GPU, else the CPU."""
+    if requested not in DEVICE_CHOICES:
+        raise HarnessError(f"unknown device '{requested}'", "use --device auto, cpu or cuda")
+    import torch
+
+    has_cuda = bool(torch.cuda.is_available())
+    if requested == "cuda" and not has_cuda:
+        raise HarnessError("--device cuda but torch sees no CUDA GPU", "use --device cpu (or auto)")
+    if requested == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return "cuda" if requested == "cuda" else "cpu"
+
+
+def import_maniskill(asset_dir: Path, verbose: bool = False) -> None:
+    """Import ManiSkill with our asset folder and no stdin prompts, exactly once per process.
+
+    Unless `verbose`, ManiSkill's per-environment warnings (missing initial poses, mimic joints,
+    slow tensor construction) are silenced: they repeat for every task and bury the results.
+    """
+    already = sys.modules.get("mani_skill")
+    if already is not None:
+        current = Path(str(already.ASSET_DIR)).resolve()
+        if current != asset_dir.resolve():
+            raise HarnessError(
+                f"ManiSkill was already imported with assets at {current}, not {asset_dir}",
+                "run each asset root in its own process",
+            )
+        return
+    os.environ["MS_ASSET_DIR"] = str(asset_dir)
+    os.environ["MS_SKIP_ASSET_DOWNLOAD_PROMPT"] = "1"
+    import mani_skill.envs  # noqa: F401  (registers the environments)
+    from mani_skill.utils.logging_utils import logger
+
+    if not verbose:
+        logger.setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=r"mani_skill(\.|$)")
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    observation: ObservationBatch
+    success: npt.NDArray[np.bool_]
+    grasped: npt.NDArray[np.bool_]
+
+
+class TaskEnvironment:
+    """One task's live environment; reset with episode ids, step with controller actions."""
+
+    def __init__(self, env: Any, suite: SuiteSpec, task: TaskSpec) -> None:
+        self._env = env
+        self._suite = suite
+        self.task = task
+        self._instructions: tuple[str, ...] = ()
+
+    @property
+    def num_envs(self) -> int:
+        return int(self._env.unwrapped.num_envs)
+
+    def reset(self, episode_ids: Sequence[int], seed: int) -> ObservationBatch:
+        import torch
+
+        if len(episode_ids) != self.num_envs:
+            raise ValueError(f"{len(episode_ids)} episode ids for {self.num_envs} environments")
+        observation, _ = self._env.reset(
+            seed=[seed + index for index in range(self.num_envs)],
+            options={"episode_id": torch.tensor(list(episode_ids))},
+        )
+        self._instructions = tuple(self._env.unwrapped.get_language_instruction())
+        return self._observation(observation)
+
+    def step(self, actions: npt.NDArray[np.float32]) -> StepOutcome:
+        observation, _reward, _terminated, _truncated, info = self._env.step(actions)
+        return StepOutcome(
+            observation=self._observation(observation),
+            success=_as_bool_array(info["success"]),
+            grasped=_as_bool_array(info[self.task.grasp_info_key]),
+        )
+
+    def _observation(self, observation: dict[str, Any]) -> ObservationBatch:
+        rgb = observation["sensor_data"][self._suite.camera.name]["rgb"]
+        images = rgb.cpu().numpy() if hasattr(rgb, "cpu") else np.asarray(rgb)
+        camera = self._suite.camera
+        if images.shape[1:] != (camera.height, camera.width, 3):
+            # a different resolution changes what policies see: never let it pass silently
+            raise RuntimeError(
+                f"{self.task.env_id} renders {images.shape[1:]} but the suite specifies "
+                f"{(camera.height, camera.width, 3)}"
+            )
+        return ObservationBatch(
+            images=images.astype(np.uint8, copy=False), instructions=self._instructions
+        )
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> TaskEnvironment:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _as_bool_array(value: Any) -> npt.NDArray[np.bool_]:
+    array = value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
+    return np.asarray(array, dtype=bool).reshape(-1)
+
+
+class ManiSkillBackend:
+    """Builds ManiSkill3 environments for one suite from one asset root."""
+
+    def __init__(
+        self, suite: SuiteSpec, assets_root: Path, device: Device, verbose: bool = False
+    ) -> None:
+        require_suite_assets(assets_root, suite.asset_suite)
+        self.suite = suite
+        self.device = device
+        import_maniskill(maniskill_asset_dir(assets_root), verbose)
+        self.render_devices = render_devices_in_process()
+
+    def open_task(self, task: TaskSpec, num_envs: int = 1) -> TaskEnvironment:
+        import gymnasium as gym
+
+        try:
+            env = gym.make(
+                task.env_id,
+                obs_mode="rgb+segmentation",
+                num_envs=num_envs,
+                sim_backend="physx_cuda" if self.device == "cuda" else "physx_cpu",
+                render_backend="gpu" if self.device == "cuda" else "cpu",
+                max_episode_steps=task.max_steps,
+            )
+        except RuntimeError as error:
+            if is_vulkan_failure(error):
+                raise HarnessError(
+                    f"rendering failed while building {task.env_id} ({error})", NO_RENDER_DEVICE_FIX
+                ) from error
+            raise
+        return TaskEnvironment(env, self.suite, task)

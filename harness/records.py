@@ -1,0 +1,52 @@
+"""Per-episode results: the unit every summary and table is computed from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Termination = Literal["max_steps", "success", "error"]
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    suite: str
+    task: str
+    episode_id: int
+    seed: int
+    instruction: str
+    success: bool
+    grasped: bool
+    steps: int
+    termination: Termination
+    seconds: float
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    task: str
+    episodes: int
+    successes: int
+    grasps: int
+    errors: int
+    seconds: float
+
+    @classmethod
+    def of(cls, task: str, records: list[EpisodeRecord]) -> TaskSummary:
+        return cls(
+            task=task,
+            episodes=len(records),
+            successes=sum(record.success for record in records),
+            grasps=sum(record.grasped for record in records),
+            errors=sum(record.termination == "error" for record in records),
+            seconds=sum(record.seconds for record in records),
+        )
+
+    @property
+    def success_rate(self) -> float:
+        scored = self.episodes - self.errors
+        return self.successes / scored if scored else 0.0

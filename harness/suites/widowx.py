@@ -1,0 +1,58 @@
+"""SimplerEnv's WidowX (BridgeData V2) visual-matching suite on ManiSkill3's digital twins.
+
+Facts from the SimplerEnv protocol: 5 Hz control, the 640x480 `3rd_view_camera`, 24 episodes
+per task, 60 steps (120 for the eggplant), absolute gripper. ManiSkill3's controller reads the
+rotation as intrinsic Euler XYZ rather than upstream's axis-angle; the harness converts.
+"""
+
+from __future__ import annotations
+
+from refinevla_bench.harness.suites.spec import CameraSpec, SuiteSpec, TaskSpec
+from refinevla_bench.policies.protocol import ActionConventions
+
+EPISODES_PER_TASK = 24
+_GRID = tuple(range(EPISODES_PER_TASK))
+
+WIDOWX = SuiteSpec(
+    name="widowx",
+    description="SimplerEnv WidowX / BridgeData V2 visual matching (4 tasks x 24 episodes)",
+    backend="maniskill3",
+    asset_suite="widowx",
+    camera=CameraSpec(name="3rd_view_camera", width=640, height=480),
+    control_hz=5.0,
+    controller=ActionConventions(rotation="euler_xyz", gripper="absolute"),
+    tasks=(
+        TaskSpec(
+            name="spoon_on_towel",
+            title="Put Spoon on Towel",
+            env_id="PutSpoonOnTableClothInScene-v1",
+            instruction="put the spoon on the towel",
+            max_steps=60,
+            episode_ids=_GRID,
+        ),
+        TaskSpec(
+            name="carrot_on_plate",
+            title="Put Carrot on Plate",
+            env_id="PutCarrotOnPlateInScene-v1",
+            instruction="put carrot on plate",
+            max_steps=60,
+            episode_ids=_GRID,
+        ),
+        TaskSpec(
+            name="stack_block",
+            title="Stack Green Block on Yellow Block",
+            env_id="StackGreenCubeOnYellowCubeBakedTexInScene-v1",
+            instruction="stack the green block on the yellow block",
+            max_steps=60,
+            episode_ids=_GRID,
+        ),
+        TaskSpec(
+            name="eggplant_in_basket",
+            title="Put Eggplant in Basket",
+            env_id="PutEggplantInBasketScene-v1",
+            instruction="put eggplant into yellow basket",
+            max_steps=120,
+            episode_ids=_GRID,
+        ),
+    ),
+)

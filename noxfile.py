@@ -1,0 +1,26 @@
+"""Project checks, run inside the environment `./bench` (or docker/install-python-deps.sh) made.
+
+Sessions reuse the active environment instead of building their own: the simulator, torch
+and the Vulkan setup are installed once by the same scripts CI and the Docker image use.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "none"
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (style, imports, bugs) and mypy --strict over the package."""
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, real simulator episodes included."""
+    session.run("pytest", *session.posargs)

@@ -1,0 +1,1 @@
+"""Policies: the batched protocol every policy speaks, the registry, and built-in adapters."""

@@ -1,0 +1,37 @@
+"""Shared fixtures: an asset root filled by the real CLI, and an empty one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import run_cli, shared_assets_dir
+
+
+@pytest.fixture(scope="session")
+def widowx_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An asset root filled by the real `assets fetch --from` command."""
+    root = tmp_path_factory.mktemp("assets")
+    completed = run_cli(
+        [
+            "assets",
+            "fetch",
+            "--suite",
+            "widowx",
+            "--from",
+            str(shared_assets_dir()),
+            "--dir",
+            str(root),
+        ],
+        assets=None,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return root
+
+
+@pytest.fixture
+def empty_assets(tmp_path: Path) -> Path:
+    root = tmp_path / "no-assets"
+    root.mkdir()
+    return root

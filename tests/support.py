@@ -1,0 +1,49 @@
+"""Helpers the tests share: the reference asset copy and the installed CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_assets_dir() -> Path:
+    """The read-only asset copy CI provides beside the checkout (or $REFINEVLA_SHARED_ASSETS)."""
+    configured = os.environ.get("REFINEVLA_SHARED_ASSETS")
+    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "assets"
+    if not (path / "maniskill").is_dir():
+        raise RuntimeError(f"no asset copy at {path}: set REFINEVLA_SHARED_ASSETS to one")
+    return path
+
+
+def cli_executable() -> str:
+    """The installed console script, so tests prove the entry point works as users call it."""
+    script = Path(sys.executable).parent / "refinevla-bench"
+    if not script.exists():
+        raise RuntimeError(f"{script} missing: install the project (pip install -e .)")
+    return str(script)
+
+
+def run_cli(
+    args: Sequence[str],
+    assets: Path | None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "REFINEVLA_ASSETS"}
+    if assets is not None:
+        env["REFINEVLA_ASSETS"] = str(assets)
+    env["COLUMNS"] = "200"
+    env.update(extra_env or {})
+    return subprocess.run(
+        [cli_executable(), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
