@@ -14,10 +14,11 @@ nox.options.default_venv_backend = "none"
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (style, imports, bugs) and mypy --strict over the package."""
+    """ruff (style, imports, bugs) and mypy --strict over the package, the tests and this file."""
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("mypy", "tests", "noxfile.py")
 
 
 @nox.session

@@ -41,6 +41,7 @@ def run_cli(
     env.update(extra_env or {})
     return subprocess.run(
         [cli_executable(), *args],
+        stdin=subprocess.DEVNULL,  # a stdin prompt would fail at once instead of hanging
         capture_output=True,
         text=True,
         env=env,

@@ -74,7 +74,7 @@ def fetch(
     )
     out = Console()
     out.print(f"Asset root (paths below are under it): {escape(str(root))}", highlight=False)
-    _print_statuses(out, root, statuses)
+    _print_statuses(out, root, statuses, list_standins=False)
     if root != assets_root(None):
         out.print(f"Runs find this folder through ${ASSETS_ENV_VAR}; set it with:")
         out.print(
@@ -145,7 +145,9 @@ def _status_json(root: Path, statuses: Sequence[AssetStatus]) -> dict[str, Any]:
     }
 
 
-def _print_statuses(out: Console, root: Path, statuses: Sequence[AssetStatus]) -> None:
+def _print_statuses(
+    out: Console, root: Path, statuses: Sequence[AssetStatus], *, list_standins: bool = True
+) -> None:
     table = Table(
         Column(
             "asset", no_wrap=True, min_width=max((len(item.id) for item in statuses), default=0)
@@ -175,6 +177,13 @@ def _print_statuses(out: Console, root: Path, statuses: Sequence[AssetStatus]) -
                 soft_wrap=True,
             )
     standins = [standin for item in statuses for standin in item.standins]
+    if standins and not list_standins:
+        out.print(
+            f"[yellow]{len(standins)} stand-in file(s)[/yellow] (not upstream; fine for tests and "
+            "smoke runs): `refinevla-bench assets status` lists them",
+            soft_wrap=True,
+        )
+        return
     if standins:
         out.print(
             "Stand-in files (not upstream; fine for tests and smoke runs, "
