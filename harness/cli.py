@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,9 +17,11 @@ from refinevla_bench import __version__
 from refinevla_bench.harness.assets.commands import assets_app
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend, resolve_device
 from refinevla_bench.harness.errors import INSTALL_SIM_FIX, USER_ERROR_EXIT_CODE, HarnessError
+from refinevla_bench.harness.evaluate import RunListener
 from refinevla_bench.harness.paths import assets_root
 from refinevla_bench.harness.records import EpisodeRecord, TaskSummary
-from refinevla_bench.harness.suites import SUITES, SuiteSpec, get_suite
+from refinevla_bench.harness.suites import SUITES, SuiteSpec, TaskSpec, get_suite
+from refinevla_bench.harness.tables.command import tables as tables_command
 
 app = typer.Typer(
     name="refinevla-bench",
@@ -28,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(assets_app, name="assets")
+app.command("tables")(tables_command)
 policies_app = typer.Typer(
     help="List the registered policies and their action conventions.", no_args_is_help=True
 )
@@ -58,17 +61,73 @@ def _split_tasks(tasks: str | None) -> list[str] | None:
 
 
 def _fraction(summary: TaskSummary) -> str:
-    """Successes over scored episodes (errors are counted apart, not as failures)."""
-    scored = summary.episodes - summary.errors
-    return f"{summary.successes}/{scored} ({100 * summary.success_rate:.1f}%)"
+    """Successes over all episodes; errors are failed trials, and also counted on their own."""
+    return f"{summary.successes}/{summary.episodes} ({100 * summary.success_rate:.1f}%)"
 
 
-def _summary_line(suite: str, summary: TaskSummary) -> str:
+def _summary_line(summary: TaskSummary) -> str:
     return (
-        f"{suite} {summary.task}: success {_fraction(summary)}, "
+        f"{summary.task}: success {_fraction(summary)}, "
         f"grasped {summary.grasps}/{summary.episodes}, errors {summary.errors}, "
         f"{summary.seconds:.1f} s"
     )
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError as error:
+        raise HarnessError(
+            f"--seeds '{text}' is not a list of integers", "write e.g. --seeds 0,1,2"
+        ) from error
+    if not seeds:
+        raise HarnessError("--seeds is empty", "write e.g. --seeds 0,1,2")
+    return seeds
+
+
+class _ProgressDisplay(RunListener):
+    """Rich progress: task, episodes done, successes so far, elapsed and ETA."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bar = progress.add_task("starting", total=None, episodes="", successes="")
+        self.task: TaskSpec | None = None
+        self.expected = 0
+        self.records: list[EpisodeRecord] = []
+
+    def run_started(self, total_steps: int, resumed: int) -> None:
+        self.progress.update(self.bar, total=total_steps)
+        if resumed:
+            self.progress.console.print(f"resuming: {resumed} episode(s) already done")
+
+    def task_started(self, task: TaskSpec, episodes: int) -> None:
+        self._finish_task()
+        self.task, self.expected, self.records = task, episodes, []
+        self.progress.update(self.bar, description=task.name, episodes=f"0/{episodes} episodes")
+
+    def step_done(self, active: int) -> None:
+        self.progress.advance(self.bar, active)
+
+    def episode_done(self, record: EpisodeRecord) -> None:
+        assert self.task is not None
+        self.records.append(record)
+        self.progress.advance(self.bar, self.task.max_steps - record.steps)
+        successes = sum(r.success for r in self.records)
+        errors = sum(r.termination == "error" for r in self.records)
+        self.progress.update(
+            self.bar,
+            episodes=f"{len(self.records)}/{self.expected} episodes",
+            successes=f"{successes} successes" + (f", {errors} errors" if errors else ""),
+        )
+
+    def _finish_task(self) -> None:
+        if self.task is not None and self.records:
+            summary = TaskSummary.of(self.task.name, self.records)
+            self.progress.console.print(_summary_line(summary), highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        self._finish_task()
+        self.task = None
 
 
 @app.command()
@@ -77,37 +136,76 @@ def run(
     policy: Annotated[
         str, typer.Option(help="Registered policy name (see `policies list`).")
     ] = "zero",
+    policy_arg: Annotated[
+        list[str] | None,
+        typer.Option("--policy-arg", help="Policy option KEY=VALUE (repeatable)."),
+    ] = None,
+    seeds: Annotated[
+        str, typer.Option(help="Comma-separated seeds; each repeats the task grid.")
+    ] = "0,1,2",
     episodes: Annotated[
         int | None, typer.Option(min=1, help="Run only the first N episodes of each task's grid.")
     ] = None,
     tasks: Annotated[
         str | None, typer.Option(help="Comma-separated task names (default: all).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Simulator seed for every episode.")] = 0,
     success_mode: Annotated[
         str, typer.Option(help="truncation (success at the last step), early_stop or accumulate.")
     ] = "truncation",
     device: Annotated[
         str, typer.Option(help="auto, cpu or cuda (simulation and rendering).")
     ] = "auto",
+    num_envs: Annotated[
+        int, typer.Option(min=1, help="Episodes simulated at once (CUDA only; CPU runs 1).")
+    ] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory; an existing one is resumed. Default runs/<suite>-<policy>-<time>."
+        ),
+    ] = None,
+    video: Annotated[bool, typer.Option(help="Write one mp4 per episode under videos/.")] = False,
+    record_actions: Annotated[
+        bool, typer.Option(help="Save each episode's raw actions under actions/ (for replay).")
+    ] = False,
     verbose: Annotated[bool, typer.Option(help="Show the simulator's own log messages.")] = False,
 ) -> None:
-    """Run a policy on a suite and print a result line per task."""
-    from refinevla_bench.harness.runner import check_success_mode, run_task
-    from refinevla_bench.policies.registry import create_policy
+    """Evaluate a policy on a suite; the same command on the same --out resumes."""
+    from refinevla_bench.harness.evaluate import default_run_dir, evaluate, plan_episodes
+    from refinevla_bench.harness.manifest import run_manifest
+    from refinevla_bench.harness.rundir import RunDirectory
+    from refinevla_bench.harness.runner import check_success_mode
+    from refinevla_bench.harness.tables.command import render_table
+    from refinevla_bench.policies.registry import create_policy, parse_policy_args
 
     spec = get_suite(suite)
     mode = check_success_mode(success_mode)
     selected = spec.select_tasks(_split_tasks(tasks))
-    the_policy = create_policy(policy)
+    seed_list = _parse_seeds(seeds)
+    options = parse_policy_args(policy_arg or [])
+    the_policy = create_policy(policy, options)
     backend = _open_backend(spec, device, verbose)
-
-    plan = [
-        (task, task.episode_ids[:episodes] if episodes else task.episode_ids) for task in selected
-    ]
-    total_steps = sum(task.max_steps * len(ids) for task, ids in plan)
-    started = time.perf_counter()
-    all_records: list[EpisodeRecord] = []
+    if num_envs > 1 and backend.device == "cpu":
+        raise HarnessError(
+            f"--num-envs {num_envs} needs GPU simulation (the CPU runs one episode at a time)",
+            "drop --num-envs, or use --device cuda on an NVIDIA machine",
+        )
+    run_dir = RunDirectory(out or default_run_dir(spec.name, policy))
+    manifest = run_manifest(
+        suite=spec,
+        policy_name=policy,
+        policy_options=options,
+        policy=the_policy,
+        seeds=seed_list,
+        success_mode=mode,
+        tasks=[task.name for task in selected],
+        episodes_per_task=episodes,
+        device=backend.device,
+        num_envs=num_envs,
+        assets_root=assets_root(),
+        argv=["refinevla-bench", *sys.argv[1:]],
+    )
+    _, planned = plan_episodes(selected, seed_list, episodes, set())
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -118,44 +216,32 @@ def run(
         console=err_console,
         transient=True,
     ) as progress:
-        bar = progress.add_task("building", total=total_steps, episodes="", successes="")
-        for task, episode_ids in plan:
-            records: list[EpisodeRecord] = []
-            progress.update(
-                bar,
-                description=f"{spec.name}/{task.name}",
-                episodes=f"0/{len(episode_ids)} episodes",
-            )
-            with backend.open_task(task) as env:
-                for record in run_task(
-                    env,
-                    spec,
-                    the_policy,
-                    episode_ids,
-                    seed,
-                    mode,
-                    on_step=lambda _: progress.advance(bar),
-                ):
-                    progress.advance(bar, task.max_steps - record.steps)
-                    records.append(record)
-                    done = sum(r.success for r in records)
-                    progress.update(
-                        bar,
-                        episodes=f"{len(records)}/{len(episode_ids)} episodes",
-                        successes=f"{done} successes",
-                    )
-            summary = TaskSummary.of(task.name, records)
-            progress.console.print(
-                _summary_line(spec.name, summary), highlight=False, soft_wrap=True
-            )
-            all_records.extend(records)
-    overall = TaskSummary.of("all tasks", all_records)
-    wall = time.perf_counter() - started
+        display = _ProgressDisplay(progress)
+        outcome = evaluate(
+            suite=spec,
+            tasks=selected,
+            policy=the_policy,
+            backend=backend,
+            run_dir=run_dir,
+            manifest=manifest,
+            seeds=seed_list,
+            episodes_per_task=episodes,
+            success_mode=mode,
+            num_envs=num_envs,
+            video=video,
+            record_actions=record_actions,
+            listener=display,
+        )
+        display.close()
+    overall = TaskSummary.of("all tasks", outcome.records)
+    typer.echo(render_table([run_dir.path], "md", compare_paper=False))
     out_console.print(
         f"result: suite={spec.name} policy={policy} success_mode={mode} "
-        f"episodes={overall.episodes} success={_fraction(overall)} grasped={overall.grasps} "
-        f"errors={overall.errors} wall={wall:.1f}s",
+        f"episodes={overall.episodes}/{planned} success={_fraction(overall)} "
+        f"grasped={overall.grasps} errors={overall.errors} wall={outcome.wall_seconds:.1f}s "
+        f"out={run_dir.path}",
         soft_wrap=True,
+        markup=False,
     )
 
 
@@ -208,16 +294,27 @@ def doctor(
 
 @policies_app.command("list")
 def policies_list() -> None:
-    """Show each registered policy with its declared action conventions."""
-    from refinevla_bench.policies.registry import registered_policies
+    """Show each registered policy with its declared action conventions and options."""
+    from refinevla_bench.policies.registry import policy_options, registered_policies
 
     table = Table(title="policies (entry point group refinevla_bench.policies)")
-    for column in ("name", "target", "rotation", "gripper", "image size"):
-        table.add_column(column)
+    for column in ("name", "target", "rotation", "gripper", "image size", "options"):
+        table.add_column(column, overflow="fold")
     for name, entry in registered_policies().items():
-        conventions = entry.conventions()
+        try:
+            conventions = entry.conventions()
+            options = policy_options(entry.load_class())
+        except Exception as error:  # one broken plugin must not hide the others
+            table.add_row(name, entry.target, f"[red]cannot load: {escape(str(error))}[/]")
+            continue
         size = "x".join(map(str, conventions.image_size)) if conventions.image_size else "native"
-        table.add_row(name, entry.target, conventions.rotation, conventions.gripper, size)
+        described = ", ".join(
+            key if option.default is option.empty else f"{key}={option.default}"
+            for key, option in options.items()
+        )
+        table.add_row(
+            name, entry.target, conventions.rotation, conventions.gripper, size, described or "-"
+        )
     out_console.print(table)
 
 

@@ -48,5 +48,5 @@ class TaskSummary:
 
     @property
     def success_rate(self) -> float:
-        scored = self.episodes - self.errors
-        return self.successes / scored if scored else 0.0
+        """Errors count as failed trials (a policy that crashes did not solve the task)."""
+        return self.successes / self.episodes if self.episodes else 0.0

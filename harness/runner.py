@@ -1,18 +1,19 @@
 """The episode loop: policy and simulator meet here, and nowhere else.
 
-SimplerEnv semantics: reset with an explicit episode id, hand the policy the instruction, step
+SimplerEnv semantics: reset with explicit episode ids, hand the policy the instructions, step
 to the task's step limit (no stop on success in the default `truncation` mode), and score the
-success flag at the last step. `grasped` is latched over the whole episode. A policy that
-raises or returns garbage ends its episode as an error and the run goes on; a simulator
+success flag at the last step. `grasped` is latched over the whole episode. One loop serves a
+batch of parallel episodes (GPU simulation) and a batch of one (CPU). A policy that raises or
+returns garbage ends the episodes it failed on as errors and the run goes on; a simulator
 failure is a bug and propagates.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,12 +23,10 @@ from refinevla_bench.harness.backends.maniskill import TaskEnvironment
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.records import EpisodeRecord, Termination
 from refinevla_bench.harness.suites.spec import SuiteSpec
-from refinevla_bench.policies.protocol import ObservationBatch, Policy
+from refinevla_bench.policies.protocol import ACTION_DIM, EpisodeKey, ObservationBatch, Policy
 
 SuccessMode = Literal["truncation", "early_stop", "accumulate"]
 SUCCESS_MODES: tuple[SuccessMode, ...] = ("truncation", "early_stop", "accumulate")
-
-StepCallback = Callable[[int], None]
 
 
 def check_success_mode(mode: str) -> SuccessMode:
@@ -39,75 +38,137 @@ def check_success_mode(mode: str) -> SuccessMode:
     )
 
 
-def _controller_actions(
-    policy: Policy, observation: ObservationBatch, suite: SuiteSpec
-) -> npt.NDArray[np.float32]:
-    try:
-        raw = policy.act(observation)
-    except Exception as error:  # any policy bug ends only its own episode
-        raise PolicyOutputError(f"act() raised {type(error).__name__}: {error}") from error
-    return to_controller_actions(raw, observation.batch_size, policy.conventions, suite.controller)
+class EpisodeObserver(Protocol):
+    """Sees every frame and raw policy action (videos, action recordings, progress)."""
+
+    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None: ...
+
+    def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None: ...
+
+    def step_done(self, active: int) -> None: ...
+
+    def episode_done(self, record: EpisodeRecord) -> None: ...
 
 
 @dataclass
-class _EpisodeState:
+class _Row:
+    """Progress of one episode of the batch."""
+
+    key: EpisodeKey
+    instruction: str
+    started: float = field(default_factory=time.perf_counter)
     steps: int = 0
     success: bool = False
     ever_succeeded: bool = False
     grasped: bool = False
-    started: float = field(default_factory=time.perf_counter)
+    finished: Termination | None = None
+    error: str | None = None
+
+    def record(self, suite: str, mode: SuccessMode) -> EpisodeRecord:
+        scored = self.ever_succeeded if mode == "accumulate" else self.success
+        return EpisodeRecord(
+            suite=suite,
+            task=self.key.task,
+            episode_id=self.key.episode_id,
+            seed=self.key.seed,
+            instruction=self.instruction,
+            success=scored and self.error is None,
+            grasped=self.grasped,
+            steps=self.steps,
+            termination=self.finished or "max_steps",
+            seconds=round(time.perf_counter() - self.started, 3),
+            error=self.error,
+        )
 
 
-def run_episode(
+def _policy_actions(
+    policy: Policy, observation: ObservationBatch, rows: list[_Row]
+) -> npt.NDArray[np.float64] | None:
+    """The policy's raw batch, or None after marking every active row as an error."""
+    try:
+        raw = policy.act(observation)
+        array = np.asarray(raw, dtype=np.float64)
+    except Exception as error:  # any policy bug ends only the episodes it was asked about
+        _fail(rows, f"act() raised {type(error).__name__}: {error}")
+        return None
+    if array.shape != (len(rows), ACTION_DIM):
+        _fail(rows, f"actions have shape {array.shape}, expected ({len(rows)}, {ACTION_DIM})")
+        return None
+    return array
+
+
+def _fail(rows: list[_Row], reason: str) -> None:
+    for row in rows:
+        if row.finished is None:
+            row.finished, row.error = "error", f"step {row.steps}: {reason}"
+
+
+def run_batch(
     env: TaskEnvironment,
     suite: SuiteSpec,
     policy: Policy,
-    episode_id: int,
+    episode_ids: Sequence[int],
     seed: int,
     success_mode: SuccessMode = "truncation",
-    on_step: StepCallback | None = None,
-) -> EpisodeRecord:
-    """Play one episode to its end and score it."""
-    state = _EpisodeState()
-    observation = env.reset([episode_id], seed=seed)
-    instruction = observation.instructions[0]
-    termination: Termination = "max_steps"
-    error: str | None = None
+    observer: EpisodeObserver | None = None,
+) -> list[EpisodeRecord]:
+    """Play up to `env.num_envs` episodes in parallel to their end.
+
+    A short batch is padded with copies of its first episode to fill the environment; padded
+    rows run but are never shown to the observer nor returned.
+    """
+    real = len(episode_ids)
+    padded = [int(i) for i in episode_ids] + [int(episode_ids[0])] * (env.num_envs - real)
+    observation = env.reset(padded, seed=seed)
+    rows = [
+        _Row(key, instruction)
+        for key, instruction in zip(observation.episodes, observation.instructions, strict=True)
+    ]
     try:
-        try:
-            policy.reset([instruction])
-        except Exception as failure:
-            raise PolicyOutputError(
-                f"reset() raised {type(failure).__name__}: {failure}"
-            ) from failure
-        while state.steps < env.task.max_steps:
-            outcome = env.step(_controller_actions(policy, observation, suite))
-            state.steps += 1
-            observation = outcome.observation
-            state.success = bool(outcome.success[0])
-            state.grasped = state.grasped or bool(outcome.grasped[0])
-            state.ever_succeeded = state.ever_succeeded or state.success
-            if on_step is not None:
-                on_step(state.steps)
-            if success_mode == "early_stop" and state.success:
-                termination = "success"
-                break
-    except PolicyOutputError as failure:
-        termination, error = "error", f"step {state.steps}: {failure}"
-    scored = state.ever_succeeded if success_mode == "accumulate" else state.success
-    return EpisodeRecord(
-        suite=suite.name,
-        task=env.task.name,
-        episode_id=episode_id,
-        seed=seed,
-        instruction=instruction,
-        success=scored and error is None,
-        grasped=state.grasped,
-        steps=state.steps,
-        termination=termination,
-        seconds=round(time.perf_counter() - state.started, 3),
-        error=error,
-    )
+        policy.reset(list(observation.instructions))
+    except Exception as error:
+        _fail(rows, f"reset() raised {type(error).__name__}: {error}")
+    hold = np.zeros((len(rows), ACTION_DIM), dtype=np.float32)  # what finished rows receive
+    for _ in range(env.task.max_steps):
+        if all(row.finished is not None for row in rows):
+            break
+        if observer is not None:
+            observer.frames(observation.episodes[:real], observation.images[:real])
+        raw = _policy_actions(policy, observation, rows)
+        if raw is None:
+            break
+        if observer is not None:
+            observer.actions(observation.episodes[:real], raw[:real])
+        commands = hold.copy()
+        for index, row in enumerate(rows):
+            if row.finished is not None:
+                continue
+            try:
+                commands[index] = to_controller_actions(
+                    raw[index : index + 1], 1, policy.conventions, suite.controller
+                )[0]
+            except PolicyOutputError as error:
+                _fail([row], str(error))
+                commands[index] = hold[index]
+        outcome = env.step(commands)
+        observation = outcome.observation
+        for index, row in enumerate(rows):
+            if row.finished is not None:
+                continue
+            row.steps += 1
+            row.success = bool(outcome.success[index])
+            row.grasped = row.grasped or bool(outcome.grasped[index])
+            row.ever_succeeded = row.ever_succeeded or row.success
+            if success_mode == "early_stop" and row.success:
+                row.finished = "success"
+            hold[index, 6] = commands[index, 6]  # finished rows keep their gripper as it was
+        if observer is not None:
+            observer.step_done(sum(row.finished is None for row in rows[:real]))
+    records = [row.record(suite.name, success_mode) for row in rows[:real]]
+    if observer is not None:
+        for record in records:
+            observer.episode_done(record)
+    return records
 
 
 def run_task(
@@ -117,8 +178,10 @@ def run_task(
     episode_ids: Sequence[int],
     seed: int,
     success_mode: SuccessMode = "truncation",
-    on_step: StepCallback | None = None,
+    observer: EpisodeObserver | None = None,
 ) -> Iterator[EpisodeRecord]:
-    """Run episodes on one reused environment (upstream rebuilds it for every episode)."""
-    for episode_id in episode_ids:
-        yield run_episode(env, suite, policy, int(episode_id), seed, success_mode, on_step)
+    """Run episodes in batches on one reused environment (upstream rebuilds it per episode)."""
+    size = env.num_envs
+    for start in range(0, len(episode_ids), size):
+        chunk = episode_ids[start : start + size]
+        yield from run_batch(env, suite, policy, chunk, seed, success_mode, observer)

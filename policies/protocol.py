@@ -7,8 +7,8 @@ adapter ever hand-converts and a convention mismatch cannot pass silently.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -35,16 +35,48 @@ class ActionConventions:
     image_size: tuple[int, int] | None = None
 
 
+PRIVILEGED_STATE_KEYS = (
+    "tcp_pose",  # (batch, 7): end-effector position + quaternion (w, x, y, z)
+    "source_pose",  # (batch, 7): the object to move
+    "target_pose",  # (batch, 7): where it goes
+    "source_size",  # (batch, 3): bounding-box extents along the world axes at episode start
+    "target_size",  # (batch, 3)
+    "source_grasped",  # (batch,): 1.0 while the gripper holds the source object
+)
+
+
+@dataclass(frozen=True)
+class EpisodeKey:
+    """Which episode a batch row belongs to: lets seeded or replaying policies stay
+    per-episode deterministic, so resumed runs give the same results as uninterrupted ones."""
+
+    task: str
+    episode_id: int
+    seed: int
+
+
 @dataclass(frozen=True)
 class ObservationBatch:
-    """What a policy sees at one control step, one row per parallel episode."""
+    """What a policy sees at one control step, one row per parallel episode.
+
+    `state` holds simulator ground truth (PRIVILEGED_STATE_KEYS, poses in the robot-base frame,
+    the frame actions are expressed in). It is filled only for policies whose class sets
+    `privileged_state = True`: a learned policy must never see it by accident.
+    """
 
     images: npt.NDArray[np.uint8]  # (batch, height, width, 3) RGB after green-screen
     instructions: tuple[str, ...]
+    episodes: tuple[EpisodeKey, ...] = ()
+    state: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
         return int(self.images.shape[0])
+
+
+def wants_privileged_state(policy: object) -> bool:
+    """Scripted experts opt in with a class attribute `privileged_state = True`."""
+    return bool(getattr(policy, "privileged_state", False))
 
 
 @runtime_checkable

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
 
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.policies.protocol import ActionConventions, Policy
@@ -43,8 +47,53 @@ def registered_policies() -> dict[str, PolicyEntry]:
     }
 
 
-def create_policy(name: str) -> Policy:
-    """Instantiate a registered policy by name, or fail naming the policies that exist."""
+_CONVERTERS: dict[type, Any] = {int: int, float: float, str: str, Path: Path}
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def policy_options(policy_class: type) -> dict[str, inspect.Parameter]:
+    """The keyword options a policy's constructor takes (what --policy-arg can set)."""
+    parameters = inspect.signature(policy_class, eval_str=True).parameters
+    return {
+        name: parameter
+        for name, parameter in parameters.items()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    }
+
+
+def _convert_options(name: str, policy_class: type, raw: Mapping[str, str]) -> dict[str, Any]:
+    options = policy_options(policy_class)
+    converted: dict[str, Any] = {}
+    for key, text in raw.items():
+        if key not in options:
+            known = ", ".join(options) or "none"
+            raise HarnessError(
+                f"policy '{name}' has no option '{key}' (options: {known})",
+                "pass --policy-arg KEY=VALUE with one of those keys",
+            )
+        wanted = options[key].annotation
+        convert = _parse_bool if wanted is bool else _CONVERTERS.get(wanted, str)
+        type_name = getattr(wanted, "__name__", "value")
+        try:
+            converted[key] = convert(text)
+        except ValueError as error:
+            raise HarnessError(
+                f"policy '{name}' option '{key}'={text!r} is not a valid {type_name}",
+                f"pass --policy-arg {key}=<{type_name}>",
+            ) from error
+    return converted
+
+
+def create_policy(name: str, raw_options: Mapping[str, str] | None = None) -> Policy:
+    """Instantiate a registered policy by name with string options typed by its constructor."""
     policies = registered_policies()
     if name not in policies:
         known = ", ".join(policies) or "none"
@@ -54,10 +103,30 @@ def create_policy(name: str) -> Policy:
         )
     entry = policies[name]
     entry.conventions()
-    policy = entry.load_class()()
+    policy_class = entry.load_class()
+    options = _convert_options(name, policy_class, raw_options or {})
+    try:
+        policy = policy_class(**options)
+    except (OSError, ValueError) as error:
+        raise HarnessError(
+            f"policy '{name}' could not start: {error}", "check its --policy-arg values"
+        ) from error
     if not isinstance(policy, Policy):
         raise HarnessError(
             f"policy '{name}' ({entry.target}) lacks reset() or act()",
             "implement the protocol in refinevla_bench.policies.protocol.Policy",
         )
     return policy
+
+
+def parse_policy_args(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings from the command line into a mapping."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise HarnessError(
+                f"--policy-arg '{pair}' is not KEY=VALUE", "write e.g. --policy-arg seed=3"
+            )
+        parsed[key.strip()] = value
+    return parsed

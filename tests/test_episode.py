@@ -100,26 +100,20 @@ def test_rendered_episode_reuses_the_env_and_survives_bad_policies(
     assert frame.stat().st_size > 50_000
 
 
-def test_cli_smoke_run_prints_a_result_line(widowx_assets: Path) -> None:
-    completed = run_cli(
-        [
-            "run",
-            "--suite",
-            "widowx",
-            "--policy",
-            "zero",
-            "--episodes",
-            "1",
-            "--tasks",
-            "stack_block",
-        ],
-        assets=widowx_assets,
-    )
+def test_cli_smoke_run_prints_a_result_line(widowx_assets: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--policy", "zero", "--episodes", "1", "--seeds", "0", "--tasks", "stack_block"]
+    completed = run_cli([*args, "--out", str(out)], assets=widowx_assets)
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = [line for line in completed.stdout.splitlines() if line.startswith("result: ")]
     assert len(result) == 1
-    assert (
-        "suite=widowx policy=zero success_mode=truncation episodes=1 success=0/1 (0.0%)"
-        in result[0]
+    assert "suite=widowx policy=zero success_mode=truncation episodes=1/1 success=0/1" in result[0]
+    assert "stack_block: success 0/1" in completed.stderr
+    assert "| zero† |" in completed.stdout  # the paper-layout table, stand-in assets marked
+    record = json.loads((out / "episodes.jsonl").read_text())
+    assert (record["task"], record["episode_id"], record["seed"], record["steps"]) == (
+        "stack_block",
+        0,
+        0,
+        60,
     )
-    assert "widowx stack_block: success 0/1" in completed.stderr + completed.stdout

@@ -30,7 +30,7 @@ from refinevla_bench.harness.rendering import (
     render_devices_in_process,
 )
 from refinevla_bench.harness.suites.spec import SuiteSpec, TaskSpec
-from refinevla_bench.policies.protocol import ObservationBatch
+from refinevla_bench.policies.protocol import EpisodeKey, ObservationBatch
 
 Device = Literal["cpu", "cuda"]
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -85,11 +85,13 @@ class StepOutcome:
 class TaskEnvironment:
     """One task's live environment; reset with episode ids, step with controller actions."""
 
-    def __init__(self, env: Any, suite: SuiteSpec, task: TaskSpec) -> None:
+    def __init__(self, env: Any, suite: SuiteSpec, task: TaskSpec, privileged: bool) -> None:
         self._env = env
         self._suite = suite
         self.task = task
+        self._privileged = privileged
         self._instructions: tuple[str, ...] = ()
+        self._episodes: tuple[EpisodeKey, ...] = ()
 
     @property
     def num_envs(self) -> int:
@@ -101,10 +103,13 @@ class TaskEnvironment:
         if len(episode_ids) != self.num_envs:
             raise ValueError(f"{len(episode_ids)} episode ids for {self.num_envs} environments")
         observation, _ = self._env.reset(
-            seed=[seed + index for index in range(self.num_envs)],
+            seed=[seed] * self.num_envs,  # never depends on the batch slot an episode lands in
             options={"episode_id": torch.tensor(list(episode_ids))},
         )
         self._instructions = tuple(self._env.unwrapped.get_language_instruction())
+        self._episodes = tuple(
+            EpisodeKey(self.task.name, int(episode_id), seed) for episode_id in episode_ids
+        )
         return self._observation(observation)
 
     def step(self, actions: npt.NDArray[np.float32]) -> StepOutcome:
@@ -126,8 +131,37 @@ class TaskEnvironment:
                 f"{(camera.height, camera.width, 3)}"
             )
         return ObservationBatch(
-            images=images.astype(np.uint8, copy=False), instructions=self._instructions
+            images=images.astype(np.uint8, copy=False),
+            instructions=self._instructions,
+            episodes=self._episodes,
+            state=self._privileged_state() if self._privileged else {},
         )
+
+    def _privileged_state(self) -> dict[str, npt.NDArray[np.float64]]:
+        """Ground truth for scripted experts, in the robot-base frame actions are given in."""
+        env = self._env.unwrapped
+        base_inverse = env.agent.robot.pose.inv()
+        source = env.objs[env.source_obj_name]
+        target = env.objs[env.target_obj_name]
+
+        def in_base(pose: Any) -> npt.NDArray[np.float64]:
+            relative = base_inverse * pose
+            return np.concatenate([_numpy(relative.p), _numpy(relative.q)], axis=-1)
+
+        batch = self.num_envs
+        return {
+            "tcp_pose": in_base(env.agent.controller.controllers["arm"].ee_pose),
+            "source_pose": in_base(source.pose),
+            "target_pose": in_base(target.pose),
+            # ManiSkill rotates the model's box into world axes, which can flip signs
+            "source_size": np.broadcast_to(
+                np.abs(_numpy(env.episode_source_obj_bbox_world)), (batch, 3)
+            ),
+            "target_size": np.broadcast_to(
+                np.abs(_numpy(env.episode_target_obj_bbox_world)), (batch, 3)
+            ),
+            "source_grasped": _numpy(env.agent.is_grasping(source)).reshape(batch),
+        }
 
     def close(self) -> None:
         self._env.close()
@@ -144,9 +178,13 @@ class TaskEnvironment:
         self.close()
 
 
-def _as_bool_array(value: Any) -> npt.NDArray[np.bool_]:
+def _numpy(value: Any) -> npt.NDArray[np.float64]:
     array = value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
-    return np.asarray(array, dtype=bool).reshape(-1)
+    return np.asarray(array, dtype=np.float64)
+
+
+def _as_bool_array(value: Any) -> npt.NDArray[np.bool_]:
+    return _numpy(value).astype(bool).reshape(-1)
 
 
 class ManiSkillBackend:
@@ -161,7 +199,9 @@ class ManiSkillBackend:
         import_maniskill(maniskill_asset_dir(assets_root), verbose)
         self.render_devices = render_devices_in_process()
 
-    def open_task(self, task: TaskSpec, num_envs: int = 1) -> TaskEnvironment:
+    def open_task(
+        self, task: TaskSpec, num_envs: int = 1, privileged: bool = False
+    ) -> TaskEnvironment:
         import gymnasium as gym
 
         try:
@@ -179,4 +219,4 @@ class ManiSkillBackend:
                     f"rendering failed while building {task.env_id} ({error})", NO_RENDER_DEVICE_FIX
                 ) from error
             raise
-        return TaskEnvironment(env, self.suite, task)
+        return TaskEnvironment(env, self.suite, task, privileged)

@@ -1,0 +1,74 @@
+"""Per-episode outputs beside the records: mp4 videos and raw action recordings.
+
+Each file is written under a temporary name and renamed when its episode ends, so a killed
+run never leaves a truncated video or recording that looks finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from refinevla_bench.harness.records import EpisodeRecord
+from refinevla_bench.policies.protocol import EpisodeKey
+from refinevla_bench.policies.replay import recording_path
+
+VIDEO_DIR = "videos"
+ACTIONS_DIR = "actions"
+
+
+def video_path(run_dir: Path, episode: EpisodeKey) -> Path:
+    return run_dir / VIDEO_DIR / episode.task / f"{episode.episode_id}-seed{episode.seed}.mp4"
+
+
+class EpisodeFiles:
+    """Collects frames and actions per episode and writes them when the episode finishes."""
+
+    def __init__(self, run_dir: Path, fps: float, video: bool, actions: bool) -> None:
+        self.run_dir = run_dir
+        self.fps = fps
+        self.video = video
+        self.record_actions = actions
+        self._frames: dict[EpisodeKey, list[npt.NDArray[np.uint8]]] = {}
+        self._actions: dict[EpisodeKey, list[npt.NDArray[np.float64]]] = {}
+
+    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None:
+        if self.video:
+            for episode, image in zip(episodes, images, strict=True):
+                self._frames.setdefault(episode, []).append(image.copy())
+
+    def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None:
+        if self.record_actions:
+            for episode, action in zip(episodes, actions, strict=True):
+                self._actions.setdefault(episode, []).append(action.copy())
+
+    def step_done(self, active: int) -> None:
+        del active
+
+    def episode_done(self, record: EpisodeRecord) -> None:
+        key = EpisodeKey(record.task, record.episode_id, record.seed)
+        frames = self._frames.pop(key, [])
+        actions = self._actions.pop(key, [])
+        if self.video and frames:
+            self._write_video(video_path(self.run_dir, key), frames)
+        if self.record_actions:
+            path = recording_path(self.run_dir / ACTIONS_DIR, key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.stem}.partial.npy")
+            np.save(partial, np.asarray(actions, dtype=np.float64).reshape(-1, 7))
+            partial.replace(path)
+
+    def _write_video(self, path: Path, frames: list[npt.NDArray[np.uint8]]) -> None:
+        import imageio.v2 as imageio
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.stem}.partial.mp4")
+        writer: Any = imageio.get_writer(partial, fps=self.fps, codec="libx264", macro_block_size=1)
+        with writer:
+            for frame in frames:
+                writer.append_data(frame)
+        partial.replace(path)

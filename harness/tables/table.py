@@ -1,0 +1,59 @@
+"""A results table as data: run rows measured from episodes, then the published rows.
+
+Every output format renders this one structure, so md, LaTeX, CSV and JSON can never disagree
+about a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from refinevla_bench.harness.tables.layout import Layout
+from refinevla_bench.harness.tables.reference import ReferenceRow
+from refinevla_bench.harness.tables.runs import RunResult
+from refinevla_bench.harness.tables.stats import Proportion
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run: a proportion per cell (None: the run has no episode of that task)."""
+
+    run: RunResult
+    cells: dict[str, Proportion | None]
+    means: dict[str, float | None]  # in %, None unless every averaged cell has episodes
+
+    @property
+    def complete(self) -> bool:
+        return all(mean is not None for mean in self.means.values())
+
+
+@dataclass(frozen=True)
+class Table:
+    layout: Layout
+    runs: tuple[RunRow, ...]
+    reference: tuple[ReferenceRow, ...]  # empty unless the paper's rows were asked for
+
+
+def build_table(
+    layout: Layout, runs: Sequence[RunResult], reference: Sequence[ReferenceRow]
+) -> Table:
+    return Table(layout, tuple(run_row(layout, run) for run in runs), tuple(reference))
+
+
+def run_row(layout: Layout, run: RunResult) -> RunRow:
+    """Errors are already failed trials in the counts; a mean needs all of its cells."""
+    cells: dict[str, Proportion | None] = {}
+    for cell in layout.cells:
+        counts = run.tasks.get(cell.task)
+        if counts is None:
+            cells[cell.key] = None
+            continue
+        hits = counts.grasps if cell.measure == "grasp" else counts.successes
+        cells[cell.key] = Proportion(hits, counts.trials)
+    means: dict[str, float | None] = {}
+    for mean in layout.means:
+        parts = [cells[key] for key in mean.of]
+        rates = [100 * part.rate for part in parts if part is not None]
+        means[mean.key] = sum(rates) / len(rates) if len(rates) == len(parts) else None
+    return RunRow(run, cells, means)

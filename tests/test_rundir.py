@@ -1,0 +1,106 @@
+"""Run directories: atomic appends, partial-line recovery, resume identity, summaries."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.manifest import REDACTED, redact_command
+from refinevla_bench.harness.records import EpisodeRecord
+from refinevla_bench.harness.rundir import EPISODES_NAME, RunDirectory, read_episodes
+
+
+def record(episode_id: int, seed: int = 0, success: bool = True) -> EpisodeRecord:
+    return EpisodeRecord(
+        suite="widowx",
+        task="carrot_on_plate",
+        episode_id=episode_id,
+        seed=seed,
+        instruction="put carrot on plate",
+        success=success,
+        grasped=True,
+        steps=60,
+        termination="max_steps",
+        seconds=1.5,
+    )
+
+
+def manifest(policy: str = "zero", seeds: list[int] | None = None) -> dict[str, Any]:
+    return {
+        "suite": "widowx",
+        "policy": {"name": policy, "config": {}},
+        "success_mode": "truncation",
+        "seeds": seeds or [0],
+        "created": "t0",
+        "invocations": [{"command": ["refinevla-bench", "run"], "started": "t0"}],
+    }
+
+
+def test_append_then_resume_returns_finished_episodes(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path / "run")
+    assert run.open(manifest()) == []
+    run.append(record(0))
+    run.append(record(1, success=False))
+    again = RunDirectory(tmp_path / "run").open(manifest(seeds=[1]))
+    assert again == [record(0), record(1, success=False)]
+    saved = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert saved["seeds"] == [0, 1] and len(saved["invocations"]) == 2
+
+
+def test_partial_last_line_is_dropped_and_file_repaired(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path)
+    run.open(manifest())
+    run.append(record(0))
+    with (tmp_path / EPISODES_NAME).open("a") as handle:
+        handle.write('{"suite": "widowx", "task": "carr')  # killed mid-write
+    assert RunDirectory(tmp_path).open(manifest()) == [record(0)]
+    assert (tmp_path / EPISODES_NAME).read_text().count("\n") == 1
+    assert read_episodes(tmp_path / EPISODES_NAME).dropped_partial_line is False
+
+
+def test_corrupt_middle_line_is_an_error_not_silently_dropped(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path)
+    run.open(manifest())
+    run.append(record(0))
+    text = (tmp_path / EPISODES_NAME).read_text()
+    (tmp_path / EPISODES_NAME).write_text("garbage\n" + text)
+    with pytest.raises(HarnessError, match="line 1 is corrupt"):
+        RunDirectory(tmp_path).open(manifest())
+
+
+def test_resume_refuses_a_different_policy(tmp_path: Path) -> None:
+    RunDirectory(tmp_path).open(manifest("zero"))
+    with pytest.raises(HarnessError, match="different policy") as caught:
+        RunDirectory(tmp_path).open(manifest("random"))
+    assert "--out" in caught.value.fix
+
+
+def test_summary_counts_errors_as_failures(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path)
+    run.open(manifest())
+    failed = replace(record(2), success=False, termination="error", error="NaN")
+    summary = run.write_summary([record(0), record(1, success=False), failed], planned=4, extra={})
+    task = summary["tasks"]["carrot_on_plate"]
+    assert (task["episodes"], task["successes"], task["errors"]) == (3, 1, 1)
+    assert task["success_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert summary["complete"] is False
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+def test_command_line_secrets_are_redacted() -> None:
+    argv = ["run", "--api-key", "sk-123", "--policy-arg", "token=abc", "--out", "R", "--token=x"]
+    assert redact_command(argv) == [
+        "run",
+        "--api-key",
+        REDACTED,
+        "--policy-arg",
+        f"token={REDACTED}",
+        "--out",
+        "R",
+        f"--token={REDACTED}",
+    ]
