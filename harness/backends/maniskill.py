@@ -219,4 +219,27 @@ class ManiSkillBackend:
                     f"rendering failed while building {task.env_id} ({error})", NO_RENDER_DEVICE_FIX
                 ) from error
             raise
+        if task.orientation_grid is not None:
+            _apply_orientation_grid(env.unwrapped, task)
         return TaskEnvironment(env, self.suite, task, privileged)
+
+
+def _apply_orientation_grid(env: Any, task: TaskSpec) -> None:
+    """Swap the twin's orientation table (read at every reset) for the suite's grid."""
+    import torch
+
+    grid = task.orientation_grid
+    assert grid is not None
+    current = env.quat_configs
+    replacement = torch.tensor(grid.orientations, dtype=current.dtype, device=current.device)
+    if replacement.shape[1:] != current.shape[1:]:
+        raise RuntimeError(
+            f"{task.env_id} orients {current.shape[1]} objects, the grid {replacement.shape[1]}"
+        )
+    positions = len(env.xyz_configs)
+    if positions * len(replacement) != len(task.episode_ids):
+        raise RuntimeError(
+            f"{task.env_id}: {positions} positions x {len(replacement)} orientations "
+            f"!= {len(task.episode_ids)} episodes"
+        )
+    env.quat_configs = replacement

@@ -16,6 +16,21 @@ class CameraSpec:
     height: int
 
 
+Quaternion = tuple[float, float, float, float]  # (w, x, y, z)
+
+
+@dataclass(frozen=True)
+class OrientationGrid:
+    """Replaces a twin's object orientations so its episode grid matches upstream's.
+
+    Episode `i` uses positions[(i % (P * Q)) // Q] and orientations[i % Q], as upstream does;
+    each orientation row gives one quaternion per task object (source, then target).
+    """
+
+    orientations: tuple[tuple[Quaternion, ...], ...]
+    reason: str
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One task of a suite, with the episode grid that makes its results comparable."""
@@ -27,6 +42,7 @@ class TaskSpec:
     max_steps: int
     episode_ids: tuple[int, ...]
     grasp_info_key: str = "is_src_obj_grasped"
+    orientation_grid: OrientationGrid | None = None
 
 
 @dataclass(frozen=True)
