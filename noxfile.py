@@ -14,11 +14,11 @@ nox.options.default_venv_backend = "none"
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (style, imports, bugs) and mypy --strict over the package, the tests and this file."""
+    """ruff (style, imports, bugs) and mypy --strict over the package, tests and benchmarks."""
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
-    session.run("mypy", "tests", "noxfile.py")
+    session.run("mypy", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session
