@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from refinevla_bench.policies.protocol import ACTION_DIM, ActionConventions, RotationFormat
+from refinevla_bench.policies.protocol import ACTION_DIM, PolicyConventions, RotationFormat
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -154,8 +154,8 @@ def validate_actions(actions: object, batch_size: int) -> FloatArray:
 def to_controller_actions(
     actions: object,
     batch_size: int,
-    policy: ActionConventions,
-    controller: ActionConventions,
+    policy: PolicyConventions,
+    controller: PolicyConventions,
 ) -> npt.NDArray[np.float32]:
     """Validate a policy's action batch and express it in the controller's conventions."""
     array = validate_actions(actions, batch_size)

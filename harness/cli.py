@@ -307,7 +307,11 @@ def policies_list() -> None:
         except Exception as error:  # one broken plugin must not hide the others
             table.add_row(name, entry.target, f"[red]cannot load: {escape(str(error))}[/]")
             continue
-        size = "x".join(map(str, conventions.image_size)) if conventions.image_size else "native"
+        size = (
+            f"{'x'.join(map(str, conventions.image_size))} {conventions.resize}"
+            if conventions.image_size
+            else "native"
+        )
         described = ", ".join(
             key if option.default is option.empty else f"{key}={option.default}"
             for key, option in options.items()

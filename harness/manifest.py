@@ -127,6 +127,7 @@ def run_manifest(
             "rotation": conventions.rotation,
             "gripper": conventions.gripper,
             "image_size": list(conventions.image_size) if conventions.image_size else None,
+            "resize": conventions.resize,
         },
         "success_mode": success_mode,
         "seeds": sorted(seeds),

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from refinevla_bench.harness.actions import PolicyOutputError, to_controller_actions
 from refinevla_bench.harness.backends.maniskill import TaskEnvironment
 from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.observations import for_policy
 from refinevla_bench.harness.records import EpisodeRecord, Termination
 from refinevla_bench.harness.suites.spec import SuiteSpec
 from refinevla_bench.policies.protocol import ACTION_DIM, EpisodeKey, ObservationBatch, Policy
@@ -86,7 +87,7 @@ def _policy_actions(
 ) -> npt.NDArray[np.float64] | None:
     """The policy's raw batch, or None after marking every active row as an error."""
     try:
-        raw = policy.act(observation)
+        raw = policy.act(for_policy(observation, policy.conventions))
         array = np.asarray(raw, dtype=np.float64)
     except Exception as error:  # any policy bug ends only the episodes it was asked about
         _fail(rows, f"act() raised {type(error).__name__}: {error}")

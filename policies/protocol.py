@@ -16,23 +16,27 @@ import numpy.typing as npt
 
 RotationFormat = Literal["axis_angle", "roll_pitch_yaw", "euler_xyz"]
 GripperMode = Literal["absolute", "relative"]
+ResizeMethod = Literal["bilinear", "bicubic", "lanczos", "area", "nearest"]
 
 ACTION_DIM = 7  # dx, dy, dz, 3 rotation numbers, gripper
 
 
 @dataclass(frozen=True)
-class ActionConventions:
-    """How a policy's 7-number actions are meant.
+class PolicyConventions:
+    """How a policy's 7-number actions are meant, and what images it wants.
 
     rotation: `axis_angle` (rotation vector, radians), `roll_pitch_yaw` (static x-y-z axes,
     R = Rz Ry Rx) or `euler_xyz` (intrinsic X-Y-Z, R = Rx Ry Rz).
     gripper: `absolute` (+1 open, -1 closed) or `relative` (+1 close, -1 open, change only).
-    image_size: (height, width) the policy wants, or None for the camera's native size.
+    image_size: (height, width) the policy wants, or None for the camera's native size; the
+    harness resizes with `resize`, which an adapter sets to what its model was trained with
+    (`area` averages pixels; `lanczos`, `bicubic`, `bilinear`, `nearest` as in PIL).
     """
 
     rotation: RotationFormat = "axis_angle"
     gripper: GripperMode = "absolute"
     image_size: tuple[int, int] | None = None
+    resize: ResizeMethod = "bilinear"
 
 
 PRIVILEGED_STATE_KEYS = (
@@ -83,7 +87,7 @@ def wants_privileged_state(policy: object) -> bool:
 class Policy(Protocol):
     """A batched policy: one `reset` per group of episodes, one `act` per control step."""
 
-    conventions: ClassVar[ActionConventions]
+    conventions: ClassVar[PolicyConventions]
 
     def reset(self, instructions: Sequence[str]) -> None: ...
 

@@ -11,9 +11,9 @@ import numpy.typing as npt
 
 from refinevla_bench.policies.protocol import (
     ACTION_DIM,
-    ActionConventions,
     EpisodeKey,
     ObservationBatch,
+    PolicyConventions,
 )
 
 
@@ -27,7 +27,7 @@ class RandomPolicy:
     """Uniform translation (+-max_translation m), axis-angle rotation (+-max_rotation rad) and
     a random open/close gripper; each episode draws from its own seeded generator."""
 
-    conventions: ClassVar[ActionConventions] = ActionConventions()
+    conventions: ClassVar[PolicyConventions] = PolicyConventions()
 
     def __init__(self, seed: int = 0, max_translation: float = 0.02, max_rotation: float = 0.1):
         self.seed = seed

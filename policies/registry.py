@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from refinevla_bench.harness.errors import HarnessError
-from refinevla_bench.policies.protocol import ActionConventions, Policy
+from refinevla_bench.policies.protocol import Policy, PolicyConventions
 
 ENTRY_POINT_GROUP = "refinevla_bench.policies"
 
@@ -30,12 +30,12 @@ class PolicyEntry:
             )
         return loaded
 
-    def conventions(self) -> ActionConventions:
+    def conventions(self) -> PolicyConventions:
         declared = getattr(self.load_class(), "conventions", None)
-        if not isinstance(declared, ActionConventions):
+        if not isinstance(declared, PolicyConventions):
             raise HarnessError(
-                f"policy '{self.name}' declares no ActionConventions",
-                "set a class attribute `conventions = ActionConventions(...)` on the policy",
+                f"policy '{self.name}' declares no PolicyConventions",
+                "set a class attribute `conventions = PolicyConventions(...)` on the policy",
             )
         return declared
 

@@ -18,9 +18,9 @@ import numpy.typing as npt
 
 from refinevla_bench.policies.protocol import (
     ACTION_DIM,
-    ActionConventions,
     EpisodeKey,
     ObservationBatch,
+    PolicyConventions,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -39,7 +39,7 @@ def load_recording(path: Path) -> FloatArray:
 
 
 class ReplayPolicy:
-    conventions: ClassVar[ActionConventions] = ActionConventions()
+    conventions: ClassVar[PolicyConventions] = PolicyConventions()
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

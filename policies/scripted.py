@@ -31,8 +31,8 @@ from refinevla_bench.harness.actions import axis_angle_to_matrix, matrix_to_axis
 from refinevla_bench.policies.protocol import (
     ACTION_DIM,
     PRIVILEGED_STATE_KEYS,
-    ActionConventions,
     ObservationBatch,
+    PolicyConventions,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -192,7 +192,7 @@ def _scene(state: Mapping[str, FloatArray], row: int) -> _Scene:
 class ScriptedExpert:
     """Pick and place by a phase machine over privileged object poses, one per episode."""
 
-    conventions: ClassVar[ActionConventions] = ActionConventions(
+    conventions: ClassVar[PolicyConventions] = PolicyConventions(
         rotation="axis_angle", gripper="absolute"
     )
     privileged_state: ClassVar[bool] = True

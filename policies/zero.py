@@ -8,13 +8,13 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from refinevla_bench.policies.protocol import ACTION_DIM, ActionConventions, ObservationBatch
+from refinevla_bench.policies.protocol import ACTION_DIM, ObservationBatch, PolicyConventions
 
 
 class ZeroPolicy:
     """Outputs all-zero actions: no arm motion, gripper at the midpoint of its range."""
 
-    conventions: ClassVar[ActionConventions] = ActionConventions()
+    conventions: ClassVar[PolicyConventions] = PolicyConventions()
 
     def reset(self, instructions: Sequence[str]) -> None:
         del instructions

@@ -15,7 +15,7 @@ from refinevla_bench.harness.actions import (
     roll_pitch_yaw_to_matrix,
     to_controller_actions,
 )
-from refinevla_bench.policies.protocol import ActionConventions
+from refinevla_bench.policies.protocol import PolicyConventions
 
 RNG = np.random.default_rng(7)
 ROTATIONS = Rotation.random(500, random_state=3)
@@ -61,7 +61,7 @@ def test_controller_actions_keep_translation_and_gripper() -> None:
         [RNG.normal(size=(4, 3)), ROTATIONS.as_rotvec()[:4], [[1], [-1], [1], [-1]]], axis=1
     )
     out = to_controller_actions(
-        actions, 4, ActionConventions("axis_angle"), ActionConventions("euler_xyz")
+        actions, 4, PolicyConventions("axis_angle"), PolicyConventions("euler_xyz")
     )
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[:, :3], actions[:, :3], rtol=1e-6)
@@ -79,11 +79,11 @@ def test_controller_actions_keep_translation_and_gripper() -> None:
 )
 def test_invalid_actions_are_rejected(actions: object, message: str) -> None:
     with pytest.raises(PolicyOutputError, match=message):
-        to_controller_actions(actions, 1, ActionConventions(), ActionConventions("euler_xyz"))
+        to_controller_actions(actions, 1, PolicyConventions(), PolicyConventions("euler_xyz"))
 
 
 def test_gripper_mismatch_is_refused_not_guessed() -> None:
     with pytest.raises(PolicyOutputError, match="gripper"):
         to_controller_actions(
-            np.zeros((1, 7)), 1, ActionConventions(gripper="relative"), ActionConventions()
+            np.zeros((1, 7)), 1, PolicyConventions(gripper="relative"), PolicyConventions()
         )

@@ -16,7 +16,7 @@ import numpy as np
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend
 from refinevla_bench.harness.runner import run_task
 from refinevla_bench.harness.suites import get_suite
-from refinevla_bench.policies.protocol import ActionConventions
+from refinevla_bench.policies.protocol import PolicyConventions
 from refinevla_bench.policies.zero import ZeroPolicy
 
 

@@ -17,7 +17,7 @@ from refinevla_bench.harness.backends.maniskill import StepOutcome, TaskEnvironm
 from refinevla_bench.harness.records import EpisodeRecord
 from refinevla_bench.harness.runner import run_task
 from refinevla_bench.harness.suites import get_suite
-from refinevla_bench.policies.protocol import ActionConventions, EpisodeKey, ObservationBatch
+from refinevla_bench.policies.protocol import EpisodeKey, ObservationBatch, PolicyConventions
 
 SUITE = get_suite("widowx")
 TASK = SUITE.select_tasks(["carrot_on_plate"])[0]
@@ -57,7 +57,7 @@ class ScriptedEnv:
 class RowPolicy:
     """Moves +x; emits NaN for episode 4 from step 3 on."""
 
-    conventions: ClassVar[ActionConventions] = ActionConventions()
+    conventions: ClassVar[PolicyConventions] = PolicyConventions()
 
     def __init__(self) -> None:
         self.calls = 0

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from refinevla_bench.harness.errors import HarnessError
-from refinevla_bench.policies.protocol import ActionConventions
+from refinevla_bench.policies.protocol import PolicyConventions
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class SuiteSpec:
     asset_suite: str  # the asset group `refinevla-bench assets fetch --suite` installs
     camera: CameraSpec
     control_hz: float
-    controller: ActionConventions
+    controller: PolicyConventions
     tasks: tuple[TaskSpec, ...]
 
     def select_tasks(self, names: Sequence[str] | None) -> tuple[TaskSpec, ...]:

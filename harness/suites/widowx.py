@@ -14,7 +14,7 @@ from refinevla_bench.harness.suites.spec import (
     SuiteSpec,
     TaskSpec,
 )
-from refinevla_bench.policies.protocol import ActionConventions
+from refinevla_bench.policies.protocol import PolicyConventions
 
 EPISODES_PER_TASK = 24
 _GRID = tuple(range(EPISODES_PER_TASK))
@@ -43,7 +43,7 @@ WIDOWX = SuiteSpec(
     asset_suite="widowx",
     camera=CameraSpec(name="3rd_view_camera", width=640, height=480),
     control_hz=5.0,
-    controller=ActionConventions(rotation="euler_xyz", gripper="absolute"),
+    controller=PolicyConventions(rotation="euler_xyz", gripper="absolute"),
     tasks=(
         TaskSpec(
             name="spoon_on_towel",
