@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,3 +50,18 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def run_sim_script(script: str, *args: str) -> Any:
+    """Run a simulator script in a fresh interpreter (ManiSkill fixes its asset folder at import
+    time) and return the JSON value of the last line it prints."""
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import run_cli
+from tests.support import run_cli, run_sim_script
 
 EPISODE_SCRIPT = r'''
 import json, sys
@@ -73,15 +71,7 @@ def test_rendered_episode_reuses_the_env_and_survives_bad_policies(
     widowx_assets: Path, tmp_path: Path
 ) -> None:
     frame = tmp_path / "frame.png"
-    completed = subprocess.run(
-        [sys.executable, "-c", EPISODE_SCRIPT, str(widowx_assets), str(frame)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    out = run_sim_script(EPISODE_SCRIPT, str(widowx_assets), str(frame))
     assert out["shape"] == [480, 640, 3] and out["dtype"] == "uint8"
     # a real render over the green-screen photo: many colours, not a blank or constant frame
     assert out["std"] > 20 and out["distinct_colours"] > 5000

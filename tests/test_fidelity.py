@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.support import run_sim_script
 
 EGGPLANT_SCRIPT = r"""
 import json, sys
@@ -36,15 +35,7 @@ print(json.dumps(rows))
 
 
 def test_eggplant_uses_the_upstream_grid_of_8_positions_by_3_yaws(widowx_assets: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-c", EGGPLANT_SCRIPT, str(widowx_assets)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    rows = json.loads(completed.stdout.strip().splitlines()[-1])
+    rows = run_sim_script(EGGPLANT_SCRIPT, str(widowx_assets))
     assert len(rows) == 24
     assert len({tuple(row["placed"]) for row in rows}) == 8
     # episode i has yaw index i % 3: 0, +45, -45 degrees, as upstream

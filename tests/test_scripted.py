@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from refinevla_bench.policies.scripted import (
     gripper_yaw,
     quaternion_to_matrix,
 )
+from tests.support import run_sim_script
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -255,15 +253,7 @@ print(json.dumps(record.to_json()))
 
 def test_expert_puts_the_carrot_on_the_plate_in_the_simulator(widowx_assets: Path) -> None:
     """Through the real backend, conversion and success rule: conventions fit end to end."""
-    completed = subprocess.run(
-        [sys.executable, "-c", EPISODE_SCRIPT, str(widowx_assets)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    record = json.loads(completed.stdout.strip().splitlines()[-1])
+    record = run_sim_script(EPISODE_SCRIPT, str(widowx_assets))
     assert record["error"] is None
     assert record["grasped"] is True
     assert record["success"] is True
