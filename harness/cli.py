@@ -16,12 +16,23 @@ from rich.table import Table
 from refinevla_bench import __version__
 from refinevla_bench.harness.assets.commands import assets_app
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend, resolve_device
+from refinevla_bench.harness.doctor import run_doctor
 from refinevla_bench.harness.errors import INSTALL_SIM_FIX, USER_ERROR_EXIT_CODE, HarnessError
-from refinevla_bench.harness.evaluate import RunListener
+from refinevla_bench.harness.evaluate import RunListener, default_run_dir, evaluate, plan_episodes
+from refinevla_bench.harness.manifest import run_manifest
 from refinevla_bench.harness.paths import assets_root
 from refinevla_bench.harness.records import EpisodeRecord, TaskSummary
+from refinevla_bench.harness.rundir import RunDirectory
+from refinevla_bench.harness.runner import check_success_mode
 from refinevla_bench.harness.suites import SUITES, SuiteSpec, TaskSpec, get_suite
+from refinevla_bench.harness.tables.command import render_table
 from refinevla_bench.harness.tables.command import tables as tables_command
+from refinevla_bench.policies.registry import (
+    create_policy,
+    parse_policy_args,
+    policy_options,
+    registered_policies,
+)
 
 app = typer.Typer(
     name="refinevla-bench",
@@ -171,12 +182,6 @@ def run(
     verbose: Annotated[bool, typer.Option(help="Show the simulator's own log messages.")] = False,
 ) -> None:
     """Evaluate a policy on a suite; the same command on the same --out resumes."""
-    from refinevla_bench.harness.evaluate import default_run_dir, evaluate, plan_episodes
-    from refinevla_bench.harness.manifest import run_manifest
-    from refinevla_bench.harness.rundir import RunDirectory
-    from refinevla_bench.harness.runner import check_success_mode
-    from refinevla_bench.harness.tables.command import render_table
-    from refinevla_bench.policies.registry import create_policy, parse_policy_args
 
     spec = get_suite(suite)
     mode = check_success_mode(success_mode)
@@ -263,7 +268,6 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check Python, torch, CUDA, Vulkan render devices and assets; exit 1 if a suite cannot run."""
-    from refinevla_bench.harness.doctor import run_doctor
 
     specs = [get_suite(name) for name in suite] if suite else list(SUITES.values())
     with err_console.status("checking") as status:
@@ -295,7 +299,6 @@ def doctor(
 @policies_app.command("list")
 def policies_list() -> None:
     """Show each registered policy with its declared action conventions and options."""
-    from refinevla_bench.policies.registry import policy_options, registered_policies
 
     table = Table(title="policies (entry point group refinevla_bench.policies)")
     for column in ("name", "target", "rotation", "gripper", "image size", "options"):
