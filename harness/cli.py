@@ -18,7 +18,7 @@ from refinevla_bench.harness.assets.commands import assets_app
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend, resolve_device
 from refinevla_bench.harness.doctor import run_doctor
 from refinevla_bench.harness.errors import INSTALL_SIM_FIX, USER_ERROR_EXIT_CODE, HarnessError
-from refinevla_bench.harness.evaluate import RunListener, default_run_dir, evaluate, plan_episodes
+from refinevla_bench.harness.evaluate import RunListener, default_run_dir, evaluate
 from refinevla_bench.harness.manifest import run_manifest
 from refinevla_bench.harness.paths import assets_root
 from refinevla_bench.harness.records import EpisodeRecord, TaskSummary
@@ -182,7 +182,6 @@ def run(
     verbose: Annotated[bool, typer.Option(help="Show the simulator's own log messages.")] = False,
 ) -> None:
     """Evaluate a policy on a suite; the same command on the same --out resumes."""
-
     spec = get_suite(suite)
     mode = check_success_mode(success_mode)
     selected = spec.select_tasks(_split_tasks(tasks))
@@ -210,7 +209,6 @@ def run(
         assets_root=assets_root(),
         argv=["refinevla-bench", *sys.argv[1:]],
     )
-    _, planned = plan_episodes(selected, seed_list, episodes, set())
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -242,7 +240,7 @@ def run(
     typer.echo(render_table([run_dir.path], "md", compare_paper=False))
     out_console.print(
         f"result: suite={spec.name} policy={policy} success_mode={mode} "
-        f"episodes={overall.episodes}/{planned} success={_fraction(overall)} "
+        f"episodes={overall.episodes}/{outcome.planned} success={_fraction(overall)} "
         f"grasped={overall.grasps} errors={overall.errors} wall={outcome.wall_seconds:.1f}s "
         f"out={run_dir.path}",
         soft_wrap=True,

@@ -97,8 +97,7 @@ class _Fanout:
 @dataclass(frozen=True)
 class RunOutcome:
     records: list[EpisodeRecord]  # every finished episode of the folder, resumed ones included
-    resumed: int
-    summary: dict[str, Any]
+    planned: int
     wall_seconds: float
 
 
@@ -138,12 +137,12 @@ def evaluate(
                 ):
                     pass
     records = [*previous, *fanout.records]
-    summary = run_dir.write_summary(
+    run_dir.write_summary(
         records,
         planned,
         {"suite": suite.name, "policy": manifest["policy"], "success_mode": success_mode},
     )
-    return RunOutcome(records, len(previous), summary, time.perf_counter() - started)
+    return RunOutcome(records, planned, time.perf_counter() - started)
 
 
 def default_run_dir(suite: str, policy: str) -> Path:

@@ -104,6 +104,30 @@ def _fail(rows: list[_Row], reason: str) -> None:
             row.finished, row.error = "error", f"step {row.steps}: {reason}"
 
 
+def _controller_commands(
+    raw: npt.NDArray[np.float64],
+    rows: list[_Row],
+    hold: npt.NDArray[np.float32],
+    policy: Policy,
+    suite: SuiteSpec,
+) -> npt.NDArray[np.float32]:
+    """One conversion for every running row; rows with NaN/inf fail and, like finished rows,
+    receive `hold`."""
+    for row, values in zip(rows, raw, strict=True):
+        if row.finished is None and not np.isfinite(values).all():
+            _fail([row], "actions contain NaN or inf")
+    running = [index for index, row in enumerate(rows) if row.finished is None]
+    commands = hold.copy()
+    if running:
+        try:
+            commands[running] = to_controller_actions(
+                raw[running], len(running), policy.conventions, suite.controller
+            )
+        except PolicyOutputError as error:  # a convention the controller cannot take
+            _fail([rows[index] for index in running], str(error))
+    return commands
+
+
 def run_batch(
     env: TaskEnvironment,
     suite: SuiteSpec,
@@ -140,17 +164,7 @@ def run_batch(
             break
         if observer is not None:
             observer.actions(observation.episodes[:real], raw[:real])
-        commands = hold.copy()
-        for index, row in enumerate(rows):
-            if row.finished is not None:
-                continue
-            try:
-                commands[index] = to_controller_actions(
-                    raw[index : index + 1], 1, policy.conventions, suite.controller
-                )[0]
-            except PolicyOutputError as error:
-                _fail([row], str(error))
-                commands[index] = hold[index]
+        commands = _controller_commands(raw, rows, hold, policy, suite)
         outcome = env.step(commands)
         observation = outcome.observation
         for index, row in enumerate(rows):
