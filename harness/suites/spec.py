@@ -42,6 +42,8 @@ class TaskSpec:
     max_steps: int
     episode_ids: tuple[int, ...]
     grasp_info_key: str = "is_src_obj_grasped"
+    source_object: str = ""  # the object to move, as a person names it ("carrot")
+    target_object: str = ""  # where it goes ("plate")
     orientation_grid: OrientationGrid | None = None
 
 
