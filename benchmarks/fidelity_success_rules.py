@@ -30,7 +30,7 @@ from refinevla_bench.harness.paths import assets_root
 from refinevla_bench.harness.records import EpisodeRecord
 from refinevla_bench.harness.runner import run_task
 from refinevla_bench.harness.suites import get_suite
-from refinevla_bench.policies.protocol import EpisodeKey, wants_privileged_state
+from refinevla_bench.policies.protocol import EpisodeKey, ObservationBatch, wants_privileged_state
 from refinevla_bench.policies.registry import create_policy
 
 MANISKILL_MIN_FORCE = 0.05  # N, ManiSkill3's threshold for "source rests on target"
@@ -76,8 +76,8 @@ class LastStepScorer:
         self.steps = 0
         self.scores: list[dict[str, Any]] = []
 
-    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None:
-        del episodes, images
+    def observed(self, observation: ObservationBatch) -> None:
+        del observation
 
     def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None:
         del episodes, actions

@@ -16,6 +16,7 @@ from rich.table import Table
 from refinevla_bench import __version__
 from refinevla_bench.harness.assets.commands import assets_app
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend, resolve_device
+from refinevla_bench.harness.collect_command import collect as collect_command
 from refinevla_bench.harness.doctor import run_doctor
 from refinevla_bench.harness.errors import INSTALL_SIM_FIX, USER_ERROR_EXIT_CODE, HarnessError
 from refinevla_bench.harness.evaluate import RunListener, default_run_dir, evaluate
@@ -24,6 +25,7 @@ from refinevla_bench.harness.paths import assets_root
 from refinevla_bench.harness.records import EpisodeRecord, TaskSummary
 from refinevla_bench.harness.rundir import RunDirectory
 from refinevla_bench.harness.runner import check_success_mode
+from refinevla_bench.harness.seeds import parse_seeds
 from refinevla_bench.harness.suites import SUITES, SuiteSpec, TaskSpec, get_suite
 from refinevla_bench.harness.tables.command import render_table
 from refinevla_bench.harness.tables.command import tables as tables_command
@@ -42,6 +44,7 @@ app = typer.Typer(
 )
 app.add_typer(assets_app, name="assets")
 app.command("tables")(tables_command)
+app.command("collect")(collect_command)
 policies_app = typer.Typer(
     help="List the registered policies and their action conventions.", no_args_is_help=True
 )
@@ -82,18 +85,6 @@ def _summary_line(summary: TaskSummary) -> str:
         f"grasped {summary.grasps}/{summary.episodes}, errors {summary.errors}, "
         f"{summary.seconds:.1f} s"
     )
-
-
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError as error:
-        raise HarnessError(
-            f"--seeds '{text}' is not a list of integers", "write e.g. --seeds 0,1,2"
-        ) from error
-    if not seeds:
-        raise HarnessError("--seeds is empty", "write e.g. --seeds 0,1,2")
-    return seeds
 
 
 class _ProgressDisplay(RunListener):
@@ -185,7 +176,7 @@ def run(
     spec = get_suite(suite)
     mode = check_success_mode(success_mode)
     selected = spec.select_tasks(_split_tasks(tasks))
-    seed_list = _parse_seeds(seeds)
+    seed_list = parse_seeds(seeds)
     options = parse_policy_args(policy_arg or [])
     the_policy = create_policy(policy, options)
     backend = _open_backend(spec, device, verbose)

@@ -18,7 +18,12 @@ from refinevla_bench.harness.records import EpisodeRecord
 from refinevla_bench.harness.rundir import RunDirectory, episode_id_of
 from refinevla_bench.harness.runner import EpisodeObserver, SuccessMode, run_task
 from refinevla_bench.harness.suites.spec import SuiteSpec, TaskSpec
-from refinevla_bench.policies.protocol import EpisodeKey, Policy, wants_privileged_state
+from refinevla_bench.policies.protocol import (
+    EpisodeKey,
+    ObservationBatch,
+    Policy,
+    wants_privileged_state,
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class RunListener(EpisodeObserver):
 
     def task_started(self, task: TaskSpec, episodes: int) -> None: ...
 
-    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None: ...
+    def observed(self, observation: ObservationBatch) -> None: ...
 
     def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None: ...
 
@@ -76,9 +81,9 @@ class _Fanout:
         self.listener = listener
         self.records: list[EpisodeRecord] = []
 
-    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None:
-        self.files.frames(episodes, images)
-        self.listener.frames(episodes, images)
+    def observed(self, observation: ObservationBatch) -> None:
+        self.files.observed(observation)
+        self.listener.observed(observation)
 
     def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None:
         self.files.actions(episodes, actions)

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from refinevla_bench.harness.records import EpisodeRecord
-from refinevla_bench.policies.protocol import EpisodeKey
+from refinevla_bench.policies.protocol import EpisodeKey, ObservationBatch
 from refinevla_bench.policies.replay import recording_path
 
 VIDEO_DIR = "videos"
@@ -36,9 +36,9 @@ class EpisodeFiles:
         self._frames: dict[EpisodeKey, list[npt.NDArray[np.uint8]]] = {}
         self._actions: dict[EpisodeKey, list[npt.NDArray[np.float64]]] = {}
 
-    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None:
+    def observed(self, observation: ObservationBatch) -> None:
         if self.video:
-            for episode, image in zip(episodes, images, strict=True):
+            for episode, image in zip(observation.episodes, observation.images, strict=True):
                 self._frames.setdefault(episode, []).append(image.copy())
 
     def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None:

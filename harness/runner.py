@@ -10,6 +10,7 @@ failure is a bug and propagates.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,13 @@ from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.observations import for_policy
 from refinevla_bench.harness.records import EpisodeRecord, Termination
 from refinevla_bench.harness.suites.spec import SuiteSpec
-from refinevla_bench.policies.protocol import ACTION_DIM, EpisodeKey, ObservationBatch, Policy
+from refinevla_bench.policies.protocol import (
+    ACTION_DIM,
+    EpisodeKey,
+    ObservationBatch,
+    Policy,
+    wants_privileged_state,
+)
 
 SuccessMode = Literal["truncation", "early_stop", "accumulate"]
 SUCCESS_MODES: tuple[SuccessMode, ...] = ("truncation", "early_stop", "accumulate")
@@ -40,9 +47,10 @@ def check_success_mode(mode: str) -> SuccessMode:
 
 
 class EpisodeObserver(Protocol):
-    """Sees every frame and raw policy action (videos, action recordings, progress)."""
+    """Sees every observation (frames, and privileged state when the environment records it)
+    and raw policy action: videos, action recordings, demonstrations, progress."""
 
-    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None: ...
+    def observed(self, observation: ObservationBatch) -> None: ...
 
     def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None: ...
 
@@ -82,10 +90,27 @@ class _Row:
         )
 
 
+def first_rows(observation: ObservationBatch, count: int) -> ObservationBatch:
+    """The observation of the batch's first `count` rows (the real ones, without padding)."""
+    if count == observation.batch_size:
+        return observation
+    return ObservationBatch(
+        images=observation.images[:count],
+        instructions=observation.instructions[:count],
+        episodes=observation.episodes[:count],
+        state={key: values[:count] for key, values in observation.state.items()},
+    )
+
+
 def _policy_actions(
     policy: Policy, observation: ObservationBatch, rows: list[_Row]
 ) -> npt.NDArray[np.float64] | None:
-    """The policy's raw batch, or None after marking every active row as an error."""
+    """The policy's raw batch, or None after marking every active row as an error.
+
+    Privileged state recorded for others (demonstration datasets) never reaches a policy that
+    did not ask for it."""
+    if observation.state and not wants_privileged_state(policy):
+        observation = dataclasses.replace(observation, state={})
     try:
         raw = policy.act(for_policy(observation, policy.conventions))
         array = np.asarray(raw, dtype=np.float64)
@@ -158,7 +183,7 @@ def run_batch(
         if all(row.finished is not None for row in rows):
             break
         if observer is not None:
-            observer.frames(observation.episodes[:real], observation.images[:real])
+            observer.observed(first_rows(observation, real))
         raw = _policy_actions(policy, observation, rows)
         if raw is None:
             break

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Literal["1.0"] = "1.0"
 
 Subtask = Literal["reach", "grasp", "lift", "move", "place", "release"]
 SUBTASKS: tuple[Subtask, ...] = ("reach", "grasp", "lift", "move", "place", "release")
@@ -81,3 +81,4 @@ class AnnotationRecord(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cached: bool = False  # answered from the cache: nothing was sent
     consistency: float | None = None  # 0..1 agreement with the grounded facts (None: not scored)
+    consistency_issues: list[str] = Field(default_factory=list)  # why the score is below 1

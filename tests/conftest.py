@@ -35,3 +35,26 @@ def empty_assets(tmp_path: Path) -> Path:
     root = tmp_path / "no-assets"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(widowx_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three scripted-expert demonstrations (carrot, block, carrot) recorded by `collect`."""
+    out = tmp_path_factory.mktemp("demos") / "widowx-scripted"
+    completed = run_cli(
+        [
+            "collect",
+            "--tasks",
+            "carrot_on_plate,stack_block",
+            "--device",
+            "cpu",
+            "--episodes",
+            "3",
+            "--out",
+            str(out),
+        ],
+        assets=widowx_assets,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "kept=3" in completed.stdout
+    return out

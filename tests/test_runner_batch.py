@@ -83,9 +83,9 @@ class Seen:
         self.frame_batches: list[tuple[int, ...]] = []
         self.done: list[EpisodeRecord] = []
 
-    def frames(self, episodes: Sequence[EpisodeKey], images: npt.NDArray[np.uint8]) -> None:
-        assert len(episodes) == len(images)
-        self.frame_batches.append(tuple(episode.episode_id for episode in episodes))
+    def observed(self, observation: ObservationBatch) -> None:
+        assert len(observation.episodes) == len(observation.images)
+        self.frame_batches.append(tuple(episode.episode_id for episode in observation.episodes))
 
     def actions(self, episodes: Sequence[EpisodeKey], actions: npt.NDArray[np.float64]) -> None:
         assert actions.shape == (len(episodes), 7)

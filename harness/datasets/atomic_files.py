@@ -1,0 +1,74 @@
+"""File writes that a kill cannot leave half done: temporary names renamed into place, and
+whole-line appends that are flushed to disk before the next step starts."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+PARTIAL_MARK = ".partial"
+
+
+def partial_path(final: Path) -> Path:
+    """Where a file is written before it is renamed to `final` (hidden, same folder, same
+    extension so that tools choosing a format by extension still work)."""
+    return final.with_name(f".{final.stem}{PARTIAL_MARK}{final.suffix}")
+
+
+def is_partial(path: Path) -> bool:
+    return path.name.startswith(".") and PARTIAL_MARK in path.name
+
+
+@contextmanager
+def replacing(final: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is fsynced and renamed to `final`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = partial_path(final)
+    try:
+        yield temporary
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        temporary.replace(final)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_bytes_atomically(final: Path, data: bytes) -> None:
+    with replacing(final) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_json_atomically(final: Path, payload: Mapping[str, Any]) -> None:
+    """Readers see the old or the new document, never a truncated one."""
+    write_bytes_atomically(final, (json.dumps(payload, indent=4) + "\n").encode())
+
+
+def append_json_line(path: Path, payload: Mapping[str, Any]) -> None:
+    """One write of a whole line, then fsync: a kill leaves at most a torn last line."""
+    line = json.dumps(payload, separators=(",", ":")) + "\n"
+    with path.open("ab") as handle:
+        handle.write(line.encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a JSON-lines file; a torn last line (no newline) is not a line."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut an unfinished last line so the next append starts on a line of its own."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        write_bytes_atomically(path, complete)
