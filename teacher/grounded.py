@@ -13,7 +13,11 @@ import json
 from refinevla_bench.harness.datasets.episode import EpisodeView
 from refinevla_bench.teacher.facts import EpisodeFacts
 from refinevla_bench.teacher.narration import write_rationale
-from refinevla_bench.teacher.protocol import MalformedReply, TeacherFailure, TeacherReply
+from refinevla_bench.teacher.protocol import (
+    MalformedReplyError,
+    PermanentTeacherError,
+    TeacherReply,
+)
 from refinevla_bench.teacher.schema import Usage
 
 TEMPLATE_VERSION = "grounded-1"
@@ -41,11 +45,11 @@ class GroundedTeacher:
         return Usage()
 
     async def annotate(
-        self, episode: EpisodeView, facts: EpisodeFacts, repair: MalformedReply | None = None
+        self, episode: EpisodeView, facts: EpisodeFacts, repair: MalformedReplyError | None = None
     ) -> TeacherReply:
         """No I/O. The phrasing seed comes from the request key, not the episode index, so an
         answer served from the cache reads exactly like a fresh one."""
         if not facts.segments:
-            raise TeacherFailure(f"episode {episode.index} has no steps to explain")
+            raise PermanentTeacherError(f"episode {episode.index} has no steps to explain")
         seed = int(self.request_key(episode, facts)[:8], 16)
         return TeacherReply(rationale=write_rationale(facts, seed), usage=Usage())

@@ -32,7 +32,7 @@ class RetryableError(Exception):
         self.retry_after = retry_after
 
 
-class MalformedReply(Exception):
+class MalformedReplyError(Exception):
     """The teacher answered, but not with a valid rationale (bad or truncated JSON, schema
     violations). `text` is what it said; the engine asks once more with a repair prompt."""
 
@@ -42,7 +42,7 @@ class MalformedReply(Exception):
         self.usage = usage
 
 
-class TeacherFailure(Exception):
+class PermanentTeacherError(Exception):
     """A failure retrying cannot fix (401, 400, a model that does not exist)."""
 
 
@@ -60,7 +60,7 @@ class Teacher(Protocol):
         ...
 
     async def annotate(
-        self, episode: EpisodeView, facts: EpisodeFacts, repair: MalformedReply | None = None
+        self, episode: EpisodeView, facts: EpisodeFacts, repair: MalformedReplyError | None = None
     ) -> TeacherReply:
         """One attempt. With `repair`, ask the teacher to fix its previous invalid answer."""
         ...

@@ -12,7 +12,7 @@ from refinevla_bench.harness.datasets.episode import EpisodeView
 from refinevla_bench.teacher.facts import EpisodeFacts, extract_facts
 from refinevla_bench.teacher.grounded import TEMPLATE_VERSION, GroundedTeacher
 from refinevla_bench.teacher.plan_words import subtasks_named
-from refinevla_bench.teacher.protocol import Teacher, TeacherFailure
+from refinevla_bench.teacher.protocol import PermanentTeacherError, Teacher
 from refinevla_bench.teacher.schema import EpisodeRationale, Usage
 from tests.teacher_episodes import Layout, pick_and_place, without_privileged_state
 
@@ -110,5 +110,5 @@ def test_spatial_reasoning_states_the_recorded_relations() -> None:
 
 def test_episode_without_steps_fails_for_good() -> None:
     empty = EpisodeView("synthetic", 0, "put carrot on plate", 5.0, np.zeros((0, 7), np.float32))
-    with pytest.raises(TeacherFailure, match="no steps"):
+    with pytest.raises(PermanentTeacherError, match="no steps"):
         annotate(GroundedTeacher(), empty)
