@@ -35,6 +35,7 @@ from refinevla_bench.policies.registry import (
     policy_options,
     registered_policies,
 )
+from refinevla_bench.teacher.commands import annotate_app
 
 app = typer.Typer(
     name="refinevla-bench",
@@ -45,6 +46,7 @@ app = typer.Typer(
 app.add_typer(assets_app, name="assets")
 app.command("tables")(tables_command)
 app.command("collect")(collect_command)
+app.add_typer(annotate_app, name="annotate")
 policies_app = typer.Typer(
     help="List the registered policies and their action conventions.", no_args_is_help=True
 )

@@ -35,6 +35,7 @@ LIST_PRICES: dict[str, Prices] = {
     "gpt-4.1": Prices(2.00, 8.00),
     "gpt-4.1-mini": Prices(0.40, 1.60),
     "gpt-4.1-nano": Prices(0.10, 0.40),
+    "grounded-v1": Prices(0.0, 0.0),  # the offline teacher: free
 }
 
 # Dated snapshots ("gpt-4o-2024-08-06") cost what their family costs.

@@ -13,6 +13,7 @@ import math
 from typing import Literal
 
 ImageDetail = Literal["low", "high", "auto"]
+IMAGE_DETAILS: tuple[ImageDetail, ...] = ("low", "high", "auto")
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators of one chat message
