@@ -21,9 +21,15 @@ class EpisodeRecord:
     termination: Termination
     seconds: float
     error: str | None = None
+    rationales: tuple[str, ...] | None = None  # per step, from policies that reason aloud
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        payload = asdict(self)
+        if self.rationales is None:
+            del payload["rationales"]  # lines of non-reasoning policies stay as they were
+        else:
+            payload["rationales"] = list(self.rationales)
+        return payload
 
 
 @dataclass(frozen=True)

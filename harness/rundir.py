@@ -42,7 +42,8 @@ def write_json_atomically(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 def _record_from_json(payload: dict[str, Any]) -> EpisodeRecord:
-    return EpisodeRecord(**payload)
+    rationales = payload.pop("rationales", None)
+    return EpisodeRecord(**payload, rationales=None if rationales is None else tuple(rationales))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from refinevla_bench.policies.protocol import (
     EpisodeKey,
     ObservationBatch,
     Policy,
+    ReasoningPolicy,
     wants_privileged_state,
 )
 
@@ -72,6 +73,7 @@ class _Row:
     grasped: bool = False
     finished: Termination | None = None
     error: str | None = None
+    rationales: list[str] = field(default_factory=list)
 
     def record(self, suite: str, mode: SuccessMode) -> EpisodeRecord:
         scored = self.ever_succeeded if mode == "accumulate" else self.success
@@ -87,6 +89,7 @@ class _Row:
             termination=self.finished or "max_steps",
             seconds=round(time.perf_counter() - self.started, 3),
             error=self.error,
+            rationales=tuple(self.rationales) if self.rationales else None,
         )
 
 
@@ -121,6 +124,18 @@ def _policy_actions(
         _fail(rows, f"actions have shape {array.shape}, expected ({len(rows)}, {ACTION_DIM})")
         return None
     return array
+
+
+def _keep_rationales(policy: Policy, rows: list[_Row]) -> None:
+    """Each running row's reasoning for this step, when the policy reasons aloud."""
+    if not isinstance(policy, ReasoningPolicy):
+        return
+    texts = policy.last_rationales()
+    if texts is None or len(texts) != len(rows):
+        return
+    for row, text in zip(rows, texts, strict=True):
+        if row.finished is None:
+            row.rationales.append(str(text))
 
 
 def _fail(rows: list[_Row], reason: str) -> None:
@@ -187,6 +202,7 @@ def run_batch(
         raw = _policy_actions(policy, observation, rows)
         if raw is None:
             break
+        _keep_rationales(policy, rows)
         if observer is not None:
             observer.actions(observation.episodes[:real], raw[:real])
         commands = _controller_commands(raw, rows, hold, policy, suite)

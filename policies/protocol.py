@@ -84,6 +84,16 @@ def wants_privileged_state(policy: object) -> bool:
 
 
 @runtime_checkable
+class ReasoningPolicy(Protocol):
+    """A policy that writes its reasoning before acting (ReFineVLA with reasoning on); the runner
+    stores each step's text in the episode's record."""
+
+    def last_rationales(self) -> Sequence[str] | None:
+        """One text per row of the last `act` batch; None when it did not reason."""
+        ...
+
+
+@runtime_checkable
 class Policy(Protocol):
     """A batched policy: one `reset` per group of episodes, one `act` per control step."""
 

@@ -6,6 +6,7 @@ row ends when, what padded rows do, and what observers see.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
@@ -135,3 +136,33 @@ def test_early_stop_ends_rows_separately_and_truncation_scores_the_last_step() -
     assert (stopping[2].steps, stopping[2].success) == (TASK.max_steps, False)
     truncated = {r.episode_id: r for r in run(ScriptedEnv(success_from={0: 5}), [0, 1, 2])}
     assert truncated[0].steps == TASK.max_steps and truncated[0].success is True
+
+
+class ReasoningPolicy(RowPolicy):
+    """RowPolicy that also says, per row, what it thought at each step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thoughts: list[str] = []
+
+    def act(self, observation: ObservationBatch) -> npt.NDArray[np.floating]:
+        actions = super().act(observation)
+        self.thoughts = [f"step {self.calls} row {key.episode_id}" for key in observation.episodes]
+        return actions
+
+    def last_rationales(self) -> Sequence[str] | None:
+        return self.thoughts
+
+
+def test_reasoning_is_kept_per_step_until_an_episode_ends_and_survives_json() -> None:
+    env = ScriptedEnv(success_from={5: 10})
+    task_env = cast(TaskEnvironment, env)
+    records = {r.episode_id: r for r in run_task(task_env, SUITE, ReasoningPolicy(), [4, 5, 6], 0)}
+    kept = records[5].rationales
+    assert kept is not None and len(kept) == TASK.max_steps
+    assert kept[0] == "step 1 row 5" and kept[-1] == f"step {TASK.max_steps} row 5"
+    # episode 4 fails on its NaN at step 3: the reasoning behind the failed step is kept too
+    assert records[4].rationales is not None and len(records[4].rationales) == 3
+    line = json.loads(json.dumps(records[5].to_json()))
+    assert line["rationales"] == list(kept)
+    assert "rationales" not in run(ScriptedEnv(), [0])[0].to_json()  # silent policies unchanged
