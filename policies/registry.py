@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -69,7 +71,14 @@ def policy_options(policy_class: type) -> dict[str, inspect.Parameter]:
     }
 
 
-def _convert_options(name: str, policy_class: type, raw: Mapping[str, str]) -> dict[str, Any]:
+def _without_none(annotation: Any) -> Any:
+    """`int | None` -> int: an optional option given on the command line has a value."""
+    members = [member for member in typing.get_args(annotation) if member is not type(None)]
+    is_union = typing.get_origin(annotation) in (types.UnionType, typing.Union)
+    return members[0] if is_union and len(members) == 1 else annotation
+
+
+def convert_options(name: str, policy_class: type, raw: Mapping[str, str]) -> dict[str, Any]:
     options = policy_options(policy_class)
     converted: dict[str, Any] = {}
     for key, text in raw.items():
@@ -79,7 +88,7 @@ def _convert_options(name: str, policy_class: type, raw: Mapping[str, str]) -> d
                 f"policy '{name}' has no option '{key}' (options: {known})",
                 "pass --policy-arg KEY=VALUE with one of those keys",
             )
-        wanted = options[key].annotation
+        wanted = _without_none(options[key].annotation)
         convert = _parse_bool if wanted is bool else _CONVERTERS.get(wanted, str)
         type_name = getattr(wanted, "__name__", "value")
         try:
@@ -104,7 +113,7 @@ def create_policy(name: str, raw_options: Mapping[str, str] | None = None) -> Po
     entry = policies[name]
     entry.conventions()
     policy_class = entry.load_class()
-    options = _convert_options(name, policy_class, raw_options or {})
+    options = convert_options(name, policy_class, raw_options or {})
     try:
         policy = policy_class(**options)
     except (OSError, ValueError) as error:

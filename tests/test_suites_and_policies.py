@@ -8,7 +8,7 @@ import pytest
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.suites import get_suite
 from refinevla_bench.policies.protocol import ObservationBatch
-from refinevla_bench.policies.registry import create_policy, registered_policies
+from refinevla_bench.policies.registry import convert_options, create_policy, registered_policies
 
 
 def test_widowx_suite_follows_the_protocol() -> None:
@@ -60,3 +60,15 @@ def test_unknown_policy_points_at_the_list_command() -> None:
     with pytest.raises(HarnessError, match="unknown policy 'gpt-robot'") as caught:
         create_policy("gpt-robot")
     assert "refinevla-bench policies list" in caught.value.fix
+
+
+class _OptionalOptions:
+    def __init__(self, batch_size: int | None = None, scale: float = 1.0) -> None:
+        self.batch_size, self.scale = batch_size, scale
+
+
+def test_optional_options_are_typed_by_their_non_none_member() -> None:
+    converted = convert_options("p", _OptionalOptions, {"batch_size": "3", "scale": "2"})
+    assert converted == {"batch_size": 3, "scale": 2.0}
+    with pytest.raises(HarnessError, match="not a valid int"):
+        convert_options("p", _OptionalOptions, {"batch_size": "many"})
