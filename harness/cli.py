@@ -18,7 +18,12 @@ from refinevla_bench.harness.assets.commands import assets_app
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend, resolve_device
 from refinevla_bench.harness.collect_command import collect as collect_command
 from refinevla_bench.harness.doctor import run_doctor
-from refinevla_bench.harness.errors import INSTALL_SIM_FIX, USER_ERROR_EXIT_CODE, HarnessError
+from refinevla_bench.harness.errors import (
+    INSTALL_SIM_FIX,
+    USER_ERROR_EXIT_CODE,
+    HarnessError,
+    missing_extra,
+)
 from refinevla_bench.harness.evaluate import RunListener, default_run_dir, evaluate
 from refinevla_bench.harness.manifest import run_manifest
 from refinevla_bench.harness.paths import assets_root
@@ -36,6 +41,8 @@ from refinevla_bench.policies.registry import (
     registered_policies,
 )
 from refinevla_bench.teacher.commands import annotate_app
+from refinevla_bench.train.attention_command import attention as attention_command
+from refinevla_bench.train.commands import train as train_command
 
 app = typer.Typer(
     name="refinevla-bench",
@@ -47,6 +54,8 @@ app.add_typer(assets_app, name="assets")
 app.command("tables")(tables_command)
 app.command("collect")(collect_command)
 app.add_typer(annotate_app, name="annotate")
+app.command("train")(train_command)
+app.command("attention")(attention_command)
 policies_app = typer.Typer(
     help="List the registered policies and their action conventions.", no_args_is_help=True
 )
@@ -322,4 +331,10 @@ def main() -> None:
         app()
     except HarnessError as error:
         err_console.print(error.one_line(), highlight=False, markup=False, soft_wrap=True)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    except ModuleNotFoundError as error:
+        missing = missing_extra(error)
+        if missing is None:
+            raise
+        err_console.print(missing.one_line(), highlight=False, markup=False, soft_wrap=True)
         sys.exit(USER_ERROR_EXIT_CODE)

@@ -21,15 +21,6 @@ from refinevla_bench.harness.collect import (
     collect_demonstrations,
     plan_demonstrations,
 )
-from refinevla_bench.harness.collect_dataset import (
-    check_resumable,
-    collected_ids,
-    dataset_info,
-    demonstration_features,
-    episode_data,
-)
-from refinevla_bench.harness.datasets.lerobot_meta import INFO_PATH
-from refinevla_bench.harness.datasets.lerobot_writer import LeRobotWriter
 from refinevla_bench.harness.errors import INSTALL_SIM_FIX, HarnessError
 from refinevla_bench.harness.paths import assets_root
 from refinevla_bench.harness.records import EpisodeRecord
@@ -88,6 +79,17 @@ def collect(
     Episodes go round-robin over the tasks, then the grid, then the seeds; each is written
     when it ends, so a killed collection keeps what finished and the same command resumes it.
     """
+    # the dataset writer (pyarrow) and the simulator load only when collecting
+    from refinevla_bench.harness.collect_dataset import (
+        check_resumable,
+        collected_ids,
+        dataset_info,
+        demonstration_features,
+        episode_data,
+    )
+    from refinevla_bench.harness.datasets.lerobot_meta import INFO_PATH
+    from refinevla_bench.harness.datasets.lerobot_writer import LeRobotWriter
+
     spec = get_suite(suite)
     keep_mode = check_keep_mode(keep)
     names = [name.strip() for name in tasks.split(",") if name.strip()] if tasks else None

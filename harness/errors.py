@@ -24,3 +24,34 @@ class HarnessError(Exception):
 
     def one_line(self) -> str:
         return f"error: {self.problem}; fix: {self.fix}"
+
+
+# Which extra brings each optional top-level module (the first listed when several do).
+_EXTRA_OF_MODULE = {
+    "torch": "sim",
+    "mani_skill": "sim",
+    "sapien": "sim",
+    "gymnasium": "sim",
+    "PIL": "sim",
+    "imageio": "sim",
+    "pyarrow": "sim",
+    "pandas": "teacher",
+    "openai": "teacher",
+    "pydantic": "teacher",
+    "transformers": "train",
+    "tokenizers": "train",
+    "accelerate": "train",
+    "peft": "train",
+    "tensorboard": "train",
+    "google_crc32c": "rlds",
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> HarnessError | None:
+    """The install command for a module an extra provides; None for anything else (a bug)."""
+    module = (error.name or "").split(".")[0]
+    extra = _EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    fix = INSTALL_SIM_FIX if extra == "sim" else f"pip install 'refinevla-bench[{extra}]'"
+    return HarnessError(f"this command needs the '{extra}' extra ({module} is missing)", fix)

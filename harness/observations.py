@@ -6,16 +6,15 @@ import dataclasses
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from refinevla_bench.policies.protocol import ObservationBatch, PolicyConventions, ResizeMethod
 
-_PIL_FILTERS: dict[ResizeMethod, Image.Resampling] = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "area": Image.Resampling.BOX,
-    "nearest": Image.Resampling.NEAREST,
+_PIL_FILTERS: dict[ResizeMethod, str] = {  # names in PIL.Image.Resampling
+    "bilinear": "BILINEAR",
+    "bicubic": "BICUBIC",
+    "lanczos": "LANCZOS",
+    "area": "BOX",
+    "nearest": "NEAREST",
 }
 
 
@@ -23,10 +22,12 @@ def resize_images(
     images: npt.NDArray[np.uint8], size: tuple[int, int], method: ResizeMethod
 ) -> npt.NDArray[np.uint8]:
     """Resize a (batch, height, width, 3) uint8 batch to size = (height, width)."""
+    from PIL import Image  # Pillow comes with the sim extra; the CLI starts without it
+
     height, width = size
+    resampling = getattr(Image.Resampling, _PIL_FILTERS[method])
     resized = [
-        np.asarray(Image.fromarray(image).resize((width, height), _PIL_FILTERS[method]))
-        for image in images
+        np.asarray(Image.fromarray(image).resize((width, height), resampling)) for image in images
     ]
     return np.stack(resized).astype(np.uint8, copy=False)
 

@@ -15,34 +15,22 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 
 from refinevla_bench.harness.cli_default_group import DefaultCommandGroup
-from refinevla_bench.harness.datasets.episode import EpisodeSource, EpisodeView
-from refinevla_bench.harness.datasets.open import open_dataset
 from refinevla_bench.harness.errors import HarnessError
-from refinevla_bench.teacher.annotation_store import manifest_path
-from refinevla_bench.teacher.engine import run_annotation
-from refinevla_bench.teacher.engine_types import AnnotationSettings
-from refinevla_bench.teacher.facts import extract_facts
-from refinevla_bench.teacher.grounded import GroundedTeacher
-from refinevla_bench.teacher.openai_teacher import (
-    DEFAULT_API_KEY_ENV,
-    OpenAITeacher,
-    OpenAITeacherSettings,
-)
-from refinevla_bench.teacher.outputs import write_outputs
-from refinevla_bench.teacher.progress import RichProgress
-from refinevla_bench.teacher.protocol import Teacher
-from refinevla_bench.teacher.report import build_report, render_report, report_json
-from refinevla_bench.teacher.retry import RetryPolicy
-from refinevla_bench.teacher.token_estimate import IMAGE_DETAILS, ImageDetail
+from refinevla_bench.teacher.endpoint_defaults import DEFAULT_API_KEY_ENV, DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from refinevla_bench.harness.datasets.episode import EpisodeSource, EpisodeView
+    from refinevla_bench.teacher.protocol import Teacher
+    from refinevla_bench.teacher.token_estimate import ImageDetail
 
 ANNOTATIONS_DIR = "annotations"
-DEFAULT_MODEL = "gpt-4o-mini"
+
 TeacherChoice = Literal["grounded", "openai"]
 
 annotate_app = typer.Typer(
@@ -70,6 +58,8 @@ def default_out(dataset: Path, teacher: Teacher) -> Path:
 
 
 def _image_detail(text: str) -> ImageDetail:
+    from refinevla_bench.teacher.token_estimate import IMAGE_DETAILS
+
     for known in IMAGE_DETAILS:
         if text == known:
             return known
@@ -143,6 +133,17 @@ def annotate(
     ] = None,
 ) -> None:
     """Annotate every episode once; the same command again sends nothing and changes nothing."""
+    # the teacher stack (pydantic, openai, pyarrow) loads only when annotating
+    from refinevla_bench.harness.datasets.open import open_dataset
+    from refinevla_bench.teacher.engine import run_annotation
+    from refinevla_bench.teacher.engine_types import AnnotationSettings
+    from refinevla_bench.teacher.facts import extract_facts
+    from refinevla_bench.teacher.grounded import GroundedTeacher
+    from refinevla_bench.teacher.openai_teacher import OpenAITeacher, OpenAITeacherSettings
+    from refinevla_bench.teacher.outputs import write_outputs
+    from refinevla_bench.teacher.progress import RichProgress
+    from refinevla_bench.teacher.retry import RetryPolicy
+
     source = open_dataset(dataset, split=split)
     chosen = choose_teacher(teacher, base_url, api_key_env)
     the_teacher: Teacher
@@ -196,6 +197,8 @@ def annotate(
 
 def annotation_dirs(path: Path) -> list[Path]:
     """`path` itself when it is an annotation folder, else the ones under path/annotations."""
+    from refinevla_bench.teacher.annotation_store import manifest_path
+
     if manifest_path(path).is_file() or (path / "episodes").is_dir():
         return [path]
     found = sorted(
@@ -219,6 +222,8 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Coverage, failures, consistency scores and the worst rationales, with their issues."""
+    from refinevla_bench.teacher.report import build_report, render_report, report_json
+
     reports = [build_report(directory, worst, threshold) for directory in annotation_dirs(path)]
     if as_json:
         out_console.print_json(json.dumps([report_json(item) for item in reports]))

@@ -29,6 +29,7 @@ from openai.types.chat import (
 from refinevla_bench.harness.datasets.episode import EpisodeView
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.teacher import prompts
+from refinevla_bench.teacher.endpoint_defaults import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL
 from refinevla_bench.teacher.facts import EpisodeFacts
 from refinevla_bench.teacher.frame_sampling import PromptFrame, sample_frames
 from refinevla_bench.teacher.openai_errors import classify, scrub
@@ -44,8 +45,6 @@ from refinevla_bench.teacher.token_estimate import (
 )
 
 TEACHER_NAME = "openai"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 # Sent where no key is needed (a local server); the public endpoint refuses to start without one.
 NO_KEY = "no-key"
 # Requests prepared for request_key() and reused by annotate() moments later.

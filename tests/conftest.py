@@ -58,3 +58,9 @@ def demo_dataset(widowx_assets: Path, tmp_path_factory: pytest.TempPathFactory) 
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "kept=3" in completed.stdout
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A private cache home, so `--base tiny:...` models never land in the user's cache."""
+    return {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache"))}

@@ -90,3 +90,36 @@ def test_doctor_fails_with_fixes_when_a_suite_cannot_run(empty_assets: Path) -> 
     }
     assert "install-system-deps.sh" in failed["vulkan render device"]
     assert failed["assets (widowx)"] == "refinevla-bench assets fetch --suite widowx"
+
+
+OPTIONAL_MODULES = (
+    "torch",
+    "PIL",
+    "pyarrow",
+    "pandas",
+    "openai",
+    "transformers",
+)  # typer needs pydantic
+
+
+def hide_modules(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """PYTHONPATH entries that make `import NAME` fail as if the package were not installed."""
+    for name in names:
+        package = folder / name
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n"
+        )
+    return {"PYTHONPATH": str(folder)}
+
+
+def test_cli_starts_without_the_extras_and_names_the_missing_one(tmp_path: Path) -> None:
+    env = hide_modules(tmp_path / "hidden", OPTIONAL_MODULES)
+    for command in (["--help"], ["annotate", "--help"], ["train", "--help"], ["tables", "--help"]):
+        shown = run_cli(command, assets=None, extra_env=env)
+        assert shown.returncode == 0, (command, shown.stderr[-2000:])
+    annotate = run_cli(["annotate", str(tmp_path)], assets=None, extra_env=env)
+    assert annotate.returncode == 2
+    assert "needs the 'teacher' extra" in annotate.stderr
+    assert "pip install 'refinevla-bench[teacher]'" in annotate.stderr
+    assert len(annotate.stderr.strip().splitlines()) == 1

@@ -256,3 +256,5 @@ _RECIPES: dict[str, _Recipe] = {
         model_class=Qwen2_5_VLForConditionalGeneration,
     ),
 }
+
+TINY_FAMILIES: tuple[str, ...] = tuple(_RECIPES)
