@@ -45,9 +45,9 @@ def redact_command(argv: Sequence[str]) -> list[str]:
     return redacted
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(packages: Sequence[str] = _VERSIONED_PACKAGES) -> dict[str, str | None]:
     versions: dict[str, str | None] = {"refinevla-bench": __version__}
-    for package in _VERSIONED_PACKAGES:
+    for package in packages:
         try:
             versions[package] = version(package)
         except PackageNotFoundError:

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,10 +36,9 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from transformers import PreTrainedModel
 
-from refinevla_bench import __version__
 from refinevla_bench.harness.datasets.atomic_files import write_json_atomically
 from refinevla_bench.harness.errors import HarnessError
-from refinevla_bench.harness.manifest import git_state, redact_command
+from refinevla_bench.harness.manifest import git_state, package_versions, redact_command
 from refinevla_bench.train.action_tokens import ActionStats
 from refinevla_bench.train.base_models import resolve_base
 from refinevla_bench.train.examples import (
@@ -776,18 +774,8 @@ def _write_run_record(
         "action_stats": stats.to_json(),
         "plan": asdict(plan),
         "transfer": transfer.to_json(),
-        "versions": _versions(),
+        "versions": package_versions(RECORDED_PACKAGES),
         "git": git_state(),
         "command": redact_command(sys.argv),
     }
     write_json_atomically(config.out / CONFIG_NAME, record)
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"refinevla-bench": __version__}
-    for package in RECORDED_PACKAGES:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
