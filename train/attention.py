@@ -77,13 +77,8 @@ def action_attention(
     batch = vla.encode([TrainingExample(image, instruction, "", action)])
     device = next(vla.model.parameters()).device
     batch = batch.to(device)
-    dtype = next(vla.model.parameters()).dtype
-    inputs = {
-        key: value.to(dtype) if value.is_floating_point() else value
-        for key, value in batch.inputs.items()
-    }
-    with _eager_attention(vla):
-        outputs = vla.model(**inputs, output_attentions=True)
+    with _eager_attention(vla):  # called as in training: the family's own attention mask
+        outputs = vla.model_outputs(batch, output_attentions=True)
     stacked = torch.stack([layer[0].float() for layer in outputs.attentions])  # (L, H, T, T)
     chosen = stacked[-1:] if layers == "last" else stacked
     per_query = chosen.mean(dim=(0, 1))  # (T, T)

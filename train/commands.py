@@ -85,8 +85,10 @@ def train(
     base: Annotated[
         str,
         typer.Option(
-            help="Pretrained VLM: hub id or local folder (transformers format); tiny:paligemma "
-            "(or tiny:idefics3, tiny:qwen2_5_vl) for a tiny random model, for smoke runs."
+            help="Pretrained VLM: hub id or local folder (transformers format: PaliGemma(2), "
+            "SmolVLM/Idefics3, Qwen2.5-VL; OpenVLA and SpatialVLA with --trust-remote-code); "
+            "tiny:paligemma (or tiny:idefics3, tiny:qwen2_5_vl): a tiny random model for smoke "
+            "runs."
         ),
     ],
     out: Annotated[

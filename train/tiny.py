@@ -68,7 +68,7 @@ def build_tiny_base(
     if family not in _RECIPES:
         raise ValueError(f"no tiny recipe for family '{family}' (known: {', '.join(_RECIPES)})")
     recipe = _RECIPES[family]
-    tokenizer = _train_tokenizer([*corpus, recipe.scaffold], recipe.special_tokens)
+    tokenizer = train_tokenizer([*corpus, recipe.scaffold], recipe.special_tokens)
     torch.manual_seed(seed)
     model = recipe.model_class(recipe.config(tokenizer, image_size))
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ def build_tiny_base(
     return out
 
 
-def _train_tokenizer(texts: list[str], special_tokens: tuple[str, ...]) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: list[str], special_tokens: tuple[str, ...]) -> PreTrainedTokenizerFast:
     """A byte-level BPE: any text encodes, and merges come from the given text only."""
     bpe = Tokenizer(models.BPE(unk_token=special_tokens[3] or None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

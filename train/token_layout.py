@@ -5,6 +5,10 @@ D action tokens ; eos. Targets are stored shifted (`labels[t]` is the token at t
 mask position is the position whose output predicts that token. A row without a rationale
 still holds the marker, as an input that is not trained: acting without reasoning feeds the
 marker right after the prompt, and training sees the same layout.
+
+Targets are indexed by output position. For most families that is the input position; a
+model whose forward splices image embeddings in after the first token (OpenVLA) has more
+outputs than inputs, and `by_output_position` moves the targets to where its outputs are.
 """
 
 from __future__ import annotations
@@ -96,3 +100,37 @@ def prompt_batch(
         action_mask=no_targets,
         rationale_mask=no_targets.clone(),
     )
+
+
+@dataclass(frozen=True)
+class OutputTargets:
+    labels: torch.Tensor  # (B, T + inserted) long
+    action_mask: torch.Tensor  # (B, T + inserted) bool
+    rationale_mask: torch.Tensor  # (B, T + inserted) bool
+
+
+def by_output_position(tokens: TokenBatch, inserted: int) -> OutputTargets:
+    """Targets of a model that splices `inserted` embeddings in right after the first input
+    token: the input at t >= 1 sits at t + inserted, so the output predicting it (formerly at
+    t - 1) is at t - 1 + inserted; the first `inserted` outputs predict spliced embeddings and
+    have no target."""
+
+    def moved(values: torch.Tensor, blank: int | bool) -> torch.Tensor:
+        rows = values.shape[0]
+        return torch.cat([values.new_full((rows, inserted), blank), values], dim=1)
+
+    return OutputTargets(
+        labels=moved(tokens.labels, IGNORED),
+        action_mask=moved(tokens.action_mask, False),
+        rationale_mask=moved(tokens.rationale_mask, False),
+    )
+
+
+def unshifted_labels(labels: torch.Tensor, inputs: int) -> torch.Tensor:
+    """Output-indexed shifted targets -> transformers' convention, for a model that scores
+    labels itself: (B, inputs), each target token at its own input position (a model splicing
+    embeddings in splices its labels like its input_ids). Of the L outputs, those at
+    L - inputs .. L - 2 predict inputs 1 .. inputs - 1."""
+    unshifted = labels.new_full((labels.shape[0], inputs), IGNORED)
+    unshifted[:, 1:] = labels[:, labels.shape[1] - inputs : labels.shape[1] - 1]
+    return unshifted

@@ -4,12 +4,17 @@ The model reads prompt (image + instruction) and writes rationale tokens, an end
 marker, one token per action dimension and eos. Training scores the action and rationale
 tokens separately so the trainer can weigh them (loss = action + lambda x rationale); acting
 decodes greedily with action positions constrained to action tokens. The family table
-(`train/families.py`) holds everything that differs between VLM families.
+(`train/families.py`) holds everything that differs between VLM families, including how the
+remote-code families' published forwards differ (OpenVLA splices the image in after BOS, so
+its targets sit at later output positions; SpatialVLA builds its training mask only when
+given labels).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +26,35 @@ import transformers
 from torch import nn
 from torch.nn import functional
 from transformers import AutoImageProcessor, AutoTokenizer, GenerationConfig, LogitsProcessorList
+from transformers.utils.hub import cached_file
 
 from refinevla_bench import __version__
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.observations import resize_images
-from refinevla_bench.train.action_decoding import ActionLayoutProcessor, Grammar, split_generated
+from refinevla_bench.train.action_decoding import (
+    ActionLayoutProcessor,
+    DecodedRow,
+    Grammar,
+    split_generated,
+)
 from refinevla_bench.train.action_tokens import ActionStats, ActionTokenizer
 from refinevla_bench.train.families import FamilySpec, family_by_name, module_at
-from refinevla_bench.train.family_prompts import PromptBatch, PromptParts, image_token_id
-from refinevla_bench.train.remote_code import REMOTE_CODE_FIX, read_config_dict, resolve_family
-from refinevla_bench.train.token_layout import RowTokens, TokenBatch, prompt_batch, training_batch
+from refinevla_bench.train.family_prompts import PromptBatch, PromptParts
+from refinevla_bench.train.remote_code import (
+    REMOTE_CODE_FIX,
+    load_remote_model,
+    read_config_dict,
+    resolve_family,
+    run_checkpoint_code,
+)
+from refinevla_bench.train.token_layout import (
+    RowTokens,
+    TokenBatch,
+    by_output_position,
+    prompt_batch,
+    training_batch,
+    unshifted_labels,
+)
 from refinevla_bench.train.vla_checkpoint import (
     ActionConventions,
     CheckpointInfo,
@@ -40,6 +64,7 @@ from refinevla_bench.train.vla_checkpoint import (
 )
 
 MARKER_TOKEN = "<end_of_rationale>"
+PROCESSOR_CONFIG = "processor_config.json"  # where SpatialVLA keeps its camera intrinsics
 
 
 @dataclass(frozen=True)
@@ -55,7 +80,8 @@ class TrainingExample:
 @dataclass
 class EncodedBatch:
     """Model inputs with shifted targets: `labels[:, t]` is the token the output at t must
-    predict (-100 where nothing is trained); the masks mark those positions by kind."""
+    predict (-100 where nothing is trained); the masks mark those positions by kind. Outputs
+    outnumber inputs for a model that splices its image in (see `token_layout`)."""
 
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor  # (B, T)
@@ -91,6 +117,7 @@ class _Parts:
     model: Any
     tokenizer: Any
     image_processor: Any
+    intrinsic_config: Mapping[str, Any] | None = None
 
 
 class VLAModel:
@@ -112,7 +139,9 @@ class VLAModel:
         self.tokenizer = parts.tokenizer
         self.image_processor = parts.image_processor
         self.action_tokenizer = action_tokenizer
-        self.prompt_parts = PromptParts(parts.tokenizer, parts.image_processor, parts.model.config)
+        self.prompt_parts = PromptParts(
+            parts.tokenizer, parts.image_processor, parts.model.config, parts.intrinsic_config
+        )
         self.image_size = image_size or spec.image_size(self.prompt_parts)
         # Recorded in refinevla.json for the policy: set it from the training data before save.
         self.action_conventions = action_conventions
@@ -124,7 +153,8 @@ class VLAModel:
         self.eos_id = _token_id(parts.tokenizer, parts.tokenizer.eos_token)
         pad = parts.tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.eos_id
-        self.image_token_id = image_token_id(parts.model.config)
+        self.image_token_id = spec.image_token_id(parts.model.config)
+        self.inserted_patches = spec.inserted_patches(parts.model)
         self._bin_of_token = {token: index for index, token in enumerate(self.action_token_ids)}
 
     # ----------------------------------------------------------------- loading and saving
@@ -184,11 +214,15 @@ class VLAModel:
         return vla
 
     def save(self, path: Path) -> None:
-        """HF files (model, tokenizer, image processor) + action_stats.json + refinevla.json."""
+        """HF files (model with any code it ships, tokenizer, image processor, SpatialVLA's
+        cameras) + action_stats.json + refinevla.json."""
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)  # type: ignore[operator]  # PreTrainedModel method
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
+        if self.prompt_parts.intrinsic_config is not None:
+            cameras = {"intrinsic_config": dict(self.prompt_parts.intrinsic_config)}
+            (path / PROCESSOR_CONFIG).write_text(json.dumps(cameras, indent=2) + "\n", "utf-8")
         info = CheckpointInfo(
             family=self.family,
             n_bins=self.action_tokenizer.n_bins,
@@ -239,8 +273,7 @@ class VLAModel:
             raise ValueError("the batch has no action targets: encode it with with_targets=True")
         first = int(targets.any(dim=0).nonzero()[0])
         kept = batch.labels.shape[1] - first
-        outputs = self.model(**self._forward_inputs(batch.inputs), logits_to_keep=kept)
-        logits = outputs.logits[:, -kept:]  # also right for a model that returns all positions
+        logits = self.model_outputs(batch, logits_from=first).logits[:, -kept:]
         labels = batch.labels[:, first:]
         action_mask, rationale_mask = batch.action_mask[:, first:], batch.rationale_mask[:, first:]
         action_logits = logits[action_mask].float()
@@ -275,44 +308,25 @@ class VLAModel:
         max_rationale_tokens: int = 256,
     ) -> Prediction:
         """Greedy decoding of (rationale,) marker and D action tokens for a (B, H, W, 3) batch.
-        Without reasoning the marker is fed right after the prompt."""
-        prompt = self._prompts(images, instructions)
-        suffix = [] if reasoning else [self.marker_id]
-        tokens = prompt_batch(prompt.token_ids, self.pad_id, suffix)
-        device = _device_of(self.model)
-        inputs = self._forward_inputs(self._encoded(tokens, prompt.vision_inputs).to(device).inputs)
-        prompt_length = tokens.input_ids.shape[1]
-        layout = ActionLayoutProcessor(
-            self._grammar(),
-            prompt_length=prompt_length,
-            marker_in_prompt=not reasoning,
-            max_rationale=max_rationale_tokens,
+        Without reasoning the marker follows the prompt: fed with it, or generated first where
+        the family's first generation pass would let the prompt attend to a fed marker."""
+        if len(images) != len(instructions):
+            raise ValueError(f"{len(images)} images for {len(instructions)} instructions")
+        rows = len(instructions)
+        chunks = (
+            [slice(row, row + 1) for row in range(rows)]
+            if self.spec.generates_single_rows
+            else [slice(0, rows)]
         )
-        new_tokens = (
-            (max_rationale_tokens + 1 if reasoning else 0) + self.action_tokenizer.action_dim + 1
-        )
-        config = GenerationConfig(  # type: ignore[no-untyped-call]  # untyped in transformers
-            max_new_tokens=new_tokens,
-            do_sample=False,
-            eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id,
-        )
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                generated = self.model.generate(  # type: ignore[operator]  # GenerationMixin
-                    **inputs,
-                    generation_config=config,
-                    logits_processor=LogitsProcessorList([layout]),
-                )
-        finally:
-            self.model.train(was_training)
-        rows = split_generated(
-            generated[:, prompt_length:].cpu(), self._grammar(), marker_in_prompt=not reasoning
-        )
-        bins = np.array([[self._bin_of_token[t] for t in row.action_token_ids] for row in rows])
-        rationales = [self._decode(row.rationale_ids) for row in rows] if reasoning else None
+        decoded = [
+            row
+            for chunk in chunks
+            for row in self._generate(
+                images[chunk], instructions[chunk], reasoning, max_rationale_tokens
+            )
+        ]
+        bins = np.array([[self._bin_of_token[t] for t in row.action_token_ids] for row in decoded])
+        rationales = [self._decode(row.rationale_ids) for row in decoded] if reasoning else None
         return Prediction(actions=self.action_tokenizer.values(bins), rationales=rationales)
 
     # ----------------------------------------------------------------- layout for the trainer
@@ -341,8 +355,36 @@ class VLAModel:
         ]
 
     def image_token_positions(self, batch: EncodedBatch) -> torch.Tensor:
-        """(B, T) bool: where the image features sit in the sequence."""
-        return batch.inputs["input_ids"] == self.image_token_id
+        """(B, T) bool over the model's sequence (the positions of its outputs and attention
+        maps, like the batch's masks): where the image features sit."""
+        if self.inserted_patches == 0 and self.image_token_id is not None:
+            return batch.inputs["input_ids"].eq(self.image_token_id)
+        positions = torch.zeros_like(batch.action_mask)
+        positions[:, 1 : 1 + self.inserted_patches] = True
+        return positions
+
+    def model_outputs(self, batch: EncodedBatch, *, logits_from: int = 0, **options: Any) -> Any:
+        """The model's forward on a training batch, as the family's published forward wants
+        it: labels for one that builds its training mask only with them, logits only from
+        output position `logits_from` on where it can skip the rest. `options` (e.g.
+        output_attentions=True) go to the model."""
+        inputs = self._forward_inputs(batch.inputs)
+        length = batch.labels.shape[1]
+        expected = {length}
+        if self.spec.logits_to_keep:
+            options["logits_to_keep"] = length - logits_from
+            expected.add(length - logits_from)
+        if self.spec.training_needs_labels:
+            options["labels"] = unshifted_labels(batch.labels, inputs["input_ids"].shape[1])
+        outputs = self.model(**inputs, **options)
+        returned = int(outputs.logits.shape[1])
+        if returned not in expected:
+            raise HarnessError(
+                f"the {self.family} model returned logits for {returned} positions where its "
+                f"targets index {length} ({self.inserted_patches} image patches spliced in)",
+                "use a checkpoint whose layout matches its family (see train/families.py)",
+            )
+        return outputs
 
     # ----------------------------------------------------------------- internals
 
@@ -370,7 +412,52 @@ class VLAModel:
             **self.spec.token_inputs(tokens.input_ids, tokens.is_prompt, self.image_token_id),
             **vision_inputs,
         }
-        return EncodedBatch(inputs, tokens.labels, tokens.action_mask, tokens.rationale_mask)
+        targets = by_output_position(tokens, self.inserted_patches)
+        return EncodedBatch(inputs, targets.labels, targets.action_mask, targets.rationale_mask)
+
+    def _generate(
+        self,
+        images: npt.NDArray[np.uint8],
+        instructions: Sequence[str],
+        reasoning: bool,
+        max_rationale_tokens: int,
+    ) -> list[DecodedRow]:
+        feed_marker = not reasoning and not self.spec.bidirectional_first_pass
+        rationale_cap = max_rationale_tokens if reasoning else 0
+        prompt = self._prompts(images, instructions)
+        suffix = [self.marker_id] if feed_marker else []
+        tokens = prompt_batch(prompt.token_ids, self.pad_id, suffix)
+        device = _device_of(self.model)
+        inputs = self._forward_inputs(self._encoded(tokens, prompt.vision_inputs).to(device).inputs)
+        prompt_length = tokens.input_ids.shape[1]
+        layout = ActionLayoutProcessor(
+            self._grammar(),
+            prompt_length=prompt_length,
+            marker_in_prompt=feed_marker,
+            max_rationale=rationale_cap,
+        )
+        rationale_tokens = 0 if feed_marker else rationale_cap + 1  # the marker included
+        new_tokens = rationale_tokens + self.action_tokenizer.action_dim + 1
+        config = GenerationConfig(  # type: ignore[no-untyped-call]  # untyped in transformers
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+        )
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                generated = self.model.generate(  # type: ignore[operator]  # GenerationMixin
+                    **inputs,
+                    generation_config=config,
+                    logits_processor=LogitsProcessorList([layout]),
+                )
+        finally:
+            self.model.train(was_training)
+        return split_generated(
+            generated[:, prompt_length:].cpu(), self._grammar(), marker_in_prompt=feed_marker
+        )
 
     def _forward_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Floating inputs (pixels) in the model's dtype."""
@@ -382,7 +469,9 @@ class VLAModel:
 
     def _grammar(self) -> Grammar:
         action_ids = torch.tensor(self.action_token_ids)
-        special = [self.eos_id, self.pad_id, self.image_token_id]
+        special = [self.eos_id, self.pad_id]
+        if self.image_token_id is not None:
+            special.append(self.image_token_id)
         return Grammar(
             marker_id=self.marker_id,
             eos_id=self.eos_id,
@@ -414,19 +503,42 @@ def _load_parts(
     source: str, spec: FamilySpec, *, dtype: torch.dtype, trust_remote_code: bool
 ) -> _Parts:
     remote = spec.remote_code and trust_remote_code
-    auto_model = getattr(transformers, spec.auto_class)
-    try:
-        model = auto_model.from_pretrained(source, dtype=dtype, trust_remote_code=remote)
+
+    def processors() -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote)
         image_processor = AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
             source, trust_remote_code=remote
         )
+        return tokenizer, image_processor
+
+    try:
+        if remote:
+            model = load_remote_model(source, spec, dtype=dtype)
+            tokenizer, image_processor = run_checkpoint_code(source, spec, processors)
+        else:
+            model = getattr(transformers, spec.auto_class).from_pretrained(source, dtype=dtype)
+            tokenizer, image_processor = processors()
     except (OSError, ValueError) as error:
         raise HarnessError(
             f"cannot load the {spec.name} model from '{source}': {error}",
             "pass a complete checkpoint folder (config, weights, tokenizer, image processor)",
         ) from error
-    return _Parts(model, tokenizer, image_processor)
+    cameras = _camera_intrinsics(source) if spec.camera_intrinsics else None
+    return _Parts(model, tokenizer, image_processor, cameras)
+
+
+def _camera_intrinsics(source: str) -> Mapping[str, Any] | None:
+    """The `intrinsic_config` of the checkpoint's processor_config.json (plain JSON)."""
+    found = cached_file(
+        source,
+        PROCESSOR_CONFIG,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    if found is None:
+        return None
+    cameras = json.loads(Path(found).read_text(encoding="utf-8")).get("intrinsic_config")
+    return cameras if isinstance(cameras, dict) else None
 
 
 def _add_layout_tokens(parts: _Parts, tokens: list[str]) -> None:
@@ -441,7 +553,7 @@ def _add_layout_tokens(parts: _Parts, tokens: list[str]) -> None:
     new_ids = torch.tensor(parts.tokenizer.convert_tokens_to_ids(missing))
     model = parts.model
     if len(parts.tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(parts.tokenizer), mean_resizing=False)
+        _resize_embeddings(model, len(parts.tokenizer))
     matrices = {
         id(m.weight): m.weight
         for m in (model.get_input_embeddings(), model.get_output_embeddings())
@@ -449,3 +561,12 @@ def _add_layout_tokens(parts: _Parts, tokens: list[str]) -> None:
     with torch.no_grad():
         for weight in matrices.values():
             weight[new_ids] = weight[:known_rows].mean(dim=0)
+
+
+def _resize_embeddings(model: Any, rows: int) -> None:
+    """Without mean resizing where the model offers the switch (the new rows are set right
+    after); OpenVLA's published code predates it."""
+    if "mean_resizing" in inspect.signature(model.resize_token_embeddings).parameters:
+        model.resize_token_embeddings(rows, mean_resizing=False)
+    else:
+        model.resize_token_embeddings(rows)

@@ -1,0 +1,1 @@
+"""A tiny OpenVLA (Prismatic) checkpoint's code: configuration, model and image processor."""

@@ -1,0 +1,1 @@
+"""A tiny SpatialVLA checkpoint's code: a PaliGemma-like configuration and model."""
