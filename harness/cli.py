@@ -34,6 +34,7 @@ from refinevla_bench.harness.seeds import parse_seeds
 from refinevla_bench.harness.suites import SUITES, SuiteSpec, TaskSpec, get_suite
 from refinevla_bench.harness.tables.command import render_table
 from refinevla_bench.harness.tables.command import tables as tables_command
+from refinevla_bench.policies.commands import policies_check, policies_new
 from refinevla_bench.policies.registry import (
     create_policy,
     parse_policy_args,
@@ -57,9 +58,12 @@ app.add_typer(annotate_app, name="annotate")
 app.command("train")(train_command)
 app.command("attention")(attention_command)
 policies_app = typer.Typer(
-    help="List the registered policies and their action conventions.", no_args_is_help=True
+    help="List, scaffold and check policies (action conventions, protocol conformance).",
+    no_args_is_help=True,
 )
 app.add_typer(policies_app, name="policies")
+policies_app.command("new")(policies_new)
+policies_app.command("check")(policies_check)
 
 err_console = Console(stderr=True)
 out_console = Console(highlight=False)
