@@ -31,6 +31,7 @@ from refinevla_bench.harness.records import EpisodeRecord, TaskSummary
 from refinevla_bench.harness.rundir import RunDirectory
 from refinevla_bench.harness.runner import check_success_mode
 from refinevla_bench.harness.seeds import parse_seeds
+from refinevla_bench.harness.serving.commands import serve as serve_command
 from refinevla_bench.harness.suites import SUITES, SuiteSpec, TaskSpec, get_suite
 from refinevla_bench.harness.tables.command import render_table
 from refinevla_bench.harness.tables.command import tables as tables_command
@@ -57,6 +58,7 @@ app.command("collect")(collect_command)
 app.add_typer(annotate_app, name="annotate")
 app.command("train")(train_command)
 app.command("attention")(attention_command)
+app.command("serve")(serve_command)
 policies_app = typer.Typer(
     help="List, scaffold and check policies (action conventions, protocol conformance).",
     no_args_is_help=True,

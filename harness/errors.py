@@ -44,6 +44,8 @@ _EXTRA_OF_MODULE = {
     "peft": "train",
     "tensorboard": "train",
     "google_crc32c": "rlds",
+    "websockets": "serve",
+    "msgpack": "serve",
 }
 
 

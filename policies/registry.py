@@ -101,8 +101,21 @@ def convert_options(name: str, policy_class: type, raw: Mapping[str, str]) -> di
     return converted
 
 
+REMOTE_SCHEMES = ("ws://", "wss://")
+
+
 def create_policy(name: str, raw_options: Mapping[str, str] | None = None) -> Policy:
-    """Instantiate a registered policy by name with string options typed by its constructor."""
+    """Instantiate a registered policy by name with string options typed by its constructor;
+    a `ws://HOST:PORT` name connects to a policy served by `refinevla-bench serve`."""
+    if name.startswith(REMOTE_SCHEMES):
+        if raw_options:
+            raise HarnessError(
+                f"--policy-arg does not apply to the served policy at {name}",
+                "pass the options to `refinevla-bench serve --policy-arg ...` instead",
+            )
+        from refinevla_bench.harness.serving.client import remote_policy
+
+        return remote_policy(name)
     policies = registered_policies()
     if name not in policies:
         known = ", ".join(policies) or "none"
