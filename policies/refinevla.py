@@ -35,6 +35,9 @@ class RefinevlaPolicy:
 
     # A placeholder for `policies list`: each instance declares its checkpoint's conventions.
     conventions: PolicyConventions = PolicyConventions()
+    # Greedy decoding, nothing kept between steps: `serve --max-batch N` may pool rows of many
+    # clients into one forward pass.
+    stateless = True
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ class ZeroPolicy:
     """Outputs all-zero actions: no arm motion, gripper at the midpoint of its range."""
 
     conventions: ClassVar[PolicyConventions] = PolicyConventions()
+    stateless: ClassVar[bool] = True  # rows of many clients may share one act() when served
 
     def reset(self, instructions: Sequence[str]) -> None:
         del instructions

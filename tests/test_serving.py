@@ -298,6 +298,13 @@ def test_batching_across_clients_is_refused_for_a_stateful_policy() -> None:
     assert "--max-batch 1" in caught.value.fix
 
 
+def test_built_in_stateless_policies_may_be_served_batched() -> None:
+    with running(PolicyServer(ZeroPolicy, "zero", max_batch=4)) as thread:
+        policy = remote_policy(thread.url, FAST)
+        assert policy.act(observation(1, "go")).shape == (1, 7)
+        cast(RemotePolicy, policy).close()
+
+
 def test_client_reconnects_after_the_server_restarts_on_the_same_port() -> None:
     with running(PolicyServer(CountingPolicy, "counting")) as first:
         port = first.port
