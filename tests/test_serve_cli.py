@@ -47,8 +47,9 @@ def test_served_policy_runs_the_suite_like_the_local_one(
         served = run_cli([*RUN, "--policy", url, "--out", str(tmp_path / "served")], widowx_assets)
         assert served.returncode == 0, served.stderr[-3000:]
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # what `docker stop` sends
         server.wait(timeout=30)
+    assert server.returncode == 0  # a clean stop, not a kill
     local = run_cli([*RUN, "--policy", "random", "--out", str(tmp_path / "local")], widowx_assets)
     assert local.returncode == 0, local.stderr[-3000:]
     assert episodes(tmp_path / "served") == episodes(tmp_path / "local")

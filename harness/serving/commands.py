@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -57,10 +58,21 @@ def serve(
             f"serving '{policy}' at ws://{address} (health: http://{address}{HEALTH_PATH})"
         )
 
+    async def serve_until_signalled() -> None:
+        """SIGINT (Ctrl-C) and SIGTERM (`docker stop`, systemd) both end the server cleanly,
+        also when started in the background, where SIGINT arrives ignored."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, task.cancel)
+        try:
+            await server.serve(host, port, announce)
+        except asyncio.CancelledError:
+            err_console.print("stopped")
+
     try:
-        asyncio.run(server.serve(host, port, announce))
-    except KeyboardInterrupt:
-        err_console.print("stopped")
+        asyncio.run(serve_until_signalled())
     except OSError as error:  # the port is taken or the address is not ours
         raise HarnessError(
             f"cannot listen on {host}:{port}: {error}", "pick a free --port (0 picks one)"
