@@ -11,12 +11,11 @@ leaves each file either absent, old or new: never half written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from refinevla_bench.harness.datasets.atomic_files import write_bytes_atomically
 from refinevla_bench.harness.rundir import write_json_atomically
 from refinevla_bench.teacher.schema import AnnotationRecord
 
@@ -69,11 +68,4 @@ def write_prompt(out_dir: Path, prompt_version: str, text: str) -> None:
     path = prompt_path(out_dir, prompt_version)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=out_dir, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    Path(handle.name).replace(path)
+    write_bytes_atomically(path, text.encode("utf-8"))

@@ -8,12 +8,12 @@ column (for analysis) beside the rendered `reasoning` text (for training).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from refinevla_bench.harness.datasets.atomic_files import replacing
 from refinevla_bench.teacher.reasoning_text import render_reasoning
 from refinevla_bench.teacher.schema import AnnotationRecord, SegmentRationale
 
@@ -72,9 +72,6 @@ def sidecar_frame(records: Iterable[AnnotationRecord]) -> pd.DataFrame:
 def write_sidecar(records: Iterable[AnnotationRecord], out_dir: Path) -> Path:
     """Write the table atomically; returns its path."""
     path = out_dir / SIDECAR_NAME
-    partial = out_dir / f".{SIDECAR_NAME}.partial"
-    sidecar_frame(records).to_parquet(partial, index=False)
-    with partial.open("rb") as handle:
-        os.fsync(handle.fileno())
-    partial.replace(path)
+    with replacing(path) as temporary:
+        sidecar_frame(records).to_parquet(temporary, index=False)
     return path
