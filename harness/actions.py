@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from refinevla_bench.policies.protocol import ACTION_DIM, PolicyConventions, RotationFormat
+from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.policies.protocol import ACTION_DIM, PolicyConventions, Robot, RotationFormat
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -134,6 +135,17 @@ def convert_rotation(
     if target not in _FROM_MATRIX:
         raise ValueError(f"no controller reads rotations as {target}")
     return _FROM_MATRIX[target](_TO_MATRIX[source](rotations))
+
+
+def check_policy_robot(policy: PolicyConventions, robot: Robot, name: str) -> None:
+    """Refuse a policy whose actions were made for another robot: its statistics, scaling and
+    gripper handling would be wrong, and the numbers with them."""
+    if policy.robot is not None and policy.robot != robot:
+        raise HarnessError(
+            f"policy '{name}' acts for the {policy.robot} robot but this suite runs {robot}",
+            f"start it with --policy-arg robot={robot} (for a served policy: restart "
+            f"`refinevla-bench serve` with --policy-arg robot={robot})",
+        )
 
 
 def validate_actions(actions: object, batch_size: int) -> FloatArray:

@@ -195,7 +195,7 @@ def run(
     selected = spec.select_tasks(_split_tasks(tasks))
     seed_list = parse_seeds(seeds)
     options = parse_policy_args(policy_arg or [])
-    the_policy = create_policy(policy, options)
+    the_policy = create_policy(policy, options, robot=spec.robot)
     backend = _open_backend(spec, device, verbose)
     if num_envs > 1 and backend.device == "cpu":
         raise HarnessError(

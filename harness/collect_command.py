@@ -96,7 +96,7 @@ def collect(
     selected = spec.select_tasks(names)
     planned = plan_demonstrations(selected, parse_seeds(seeds), episodes)
     options = parse_policy_args(policy_arg or [])
-    actor = create_policy(policy, options)
+    actor = create_policy(policy, options, robot=spec.robot)
     info_path = out / INFO_PATH
     if info_path.is_file():
         check_resumable(json.loads(info_path.read_text(encoding="utf-8")), spec.name, policy)

@@ -19,7 +19,11 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from refinevla_bench.harness.actions import PolicyOutputError, to_controller_actions
+from refinevla_bench.harness.actions import (
+    PolicyOutputError,
+    check_policy_robot,
+    to_controller_actions,
+)
 from refinevla_bench.harness.backends.maniskill import TaskEnvironment
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.observations import for_policy
@@ -102,6 +106,7 @@ def first_rows(observation: ObservationBatch, count: int) -> ObservationBatch:
         instructions=observation.instructions[:count],
         episodes=observation.episodes[:count],
         state={key: values[:count] for key, values in observation.state.items()},
+        proprio={key: values[:count] for key, values in observation.proprio.items()},
     )
 
 
@@ -182,6 +187,7 @@ def run_batch(
     A short batch is padded with copies of its first episode to fill the environment; padded
     rows run but are never shown to the observer nor returned.
     """
+    check_policy_robot(policy.conventions, suite.robot, type(policy).__name__)
     real = len(episode_ids)
     padded = [int(i) for i in episode_ids] + [int(episode_ids[0])] * (env.num_envs - real)
     observation = env.reset(padded, seed=seed)

@@ -17,6 +17,8 @@ import numpy.typing as npt
 RotationFormat = Literal["axis_angle", "roll_pitch_yaw", "euler_xyz"]
 GripperMode = Literal["absolute", "relative"]
 ResizeMethod = Literal["bilinear", "bicubic", "lanczos", "area", "nearest"]
+Robot = Literal["widowx", "google_robot"]
+ROBOTS: tuple[Robot, ...] = ("widowx", "google_robot")
 
 ACTION_DIM = 7  # dx, dy, dz, 3 rotation numbers, gripper
 
@@ -31,12 +33,16 @@ class PolicyConventions:
     image_size: (height, width) the policy wants, or None for the camera's native size; the
     harness resizes with `resize`, which an adapter sets to what its model was trained with
     (`area` averages pixels; `lanczos`, `bicubic`, `bilinear`, `nearest` as in PIL).
+    robot: the embodiment the actions are for (a model's un-normalisation statistics, scaling and
+    gripper handling are per robot), or None for a policy that acts on any robot; the harness
+    refuses to run a policy declared for one robot on another robot's suite.
     """
 
     rotation: RotationFormat = "axis_angle"
     gripper: GripperMode = "absolute"
     image_size: tuple[int, int] | None = None
     resize: ResizeMethod = "bilinear"
+    robot: Robot | None = None
 
 
 PRIVILEGED_STATE_KEYS = (
@@ -46,6 +52,12 @@ PRIVILEGED_STATE_KEYS = (
     "source_size",  # (batch, 3): bounding-box extents along the world axes at episode start
     "target_size",  # (batch, 3)
     "source_grasped",  # (batch,): 1.0 while the gripper holds the source object
+)
+
+
+PROPRIO_KEYS = (
+    "tcp_pose",  # (batch, 7): end-effector position + quaternion (w, x, y, z), robot-base frame
+    "gripper_opening",  # (batch,): 0.0 fully closed .. 1.0 fully open, from the finger joints
 )
 
 
@@ -66,12 +78,15 @@ class ObservationBatch:
     `state` holds simulator ground truth (PRIVILEGED_STATE_KEYS, poses in the robot-base frame,
     the frame actions are expressed in). It is filled only for policies whose class sets
     `privileged_state = True`: a learned policy must never see it by accident.
+    `proprio` is the robot's own state (PROPRIO_KEYS), what a real robot reports too: every
+    policy may read it (pi0 conditions on it); it never describes the objects.
     """
 
     images: npt.NDArray[np.uint8]  # (batch, height, width, 3) RGB after green-screen
     instructions: tuple[str, ...]
     episodes: tuple[EpisodeKey, ...] = ()
     state: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    proprio: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:

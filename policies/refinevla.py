@@ -11,21 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.policies.adapters.devices import torch_device
 from refinevla_bench.policies.protocol import (
     ACTION_DIM,
     ObservationBatch,
     PolicyConventions,
 )
 from refinevla_bench.train.vla_checkpoint import CheckpointInfo, read_checkpoint_info
-
-if TYPE_CHECKING:
-    import torch
 
 REASONING_MODES = ("off", "on")
 
@@ -70,7 +67,7 @@ class RefinevlaPolicy:
 
         from refinevla_bench.train.vla import VLAModel
 
-        target = _torch_device(device)
+        target = torch_device(device)
         dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
         self.vla = VLAModel.from_checkpoint(path, dtype=dtype, trust_remote_code=trust_remote_code)
         self.vla.model.to(target)
@@ -119,17 +116,3 @@ def _declared_conventions(path: Path, info: CheckpointInfo) -> PolicyConventions
         image_size=info.image_size,
         resize="bilinear",
     )
-
-
-def _torch_device(name: str) -> torch.device:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(name)
-    except RuntimeError as error:
-        raise HarnessError(f"unknown device '{name}'", "pass device=auto, cpu or cuda") from error
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("device cuda was asked for but no GPU is visible", "pass device=cpu")
-    return chosen

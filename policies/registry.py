@@ -11,8 +11,9 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
+from refinevla_bench.harness.actions import check_policy_robot
 from refinevla_bench.harness.errors import HarnessError
-from refinevla_bench.policies.protocol import Policy, PolicyConventions
+from refinevla_bench.policies.protocol import Policy, PolicyConventions, Robot
 
 ENTRY_POINT_GROUP = "refinevla_bench.policies"
 
@@ -104,9 +105,14 @@ def convert_options(name: str, policy_class: type, raw: Mapping[str, str]) -> di
 REMOTE_SCHEMES = ("ws://", "wss://")
 
 
-def create_policy(name: str, raw_options: Mapping[str, str] | None = None) -> Policy:
+def create_policy(
+    name: str, raw_options: Mapping[str, str] | None = None, robot: Robot | None = None
+) -> Policy:
     """Instantiate a registered policy by name with string options typed by its constructor;
-    a `ws://HOST:PORT` name connects to a policy served by `refinevla-bench serve`."""
+    a `ws://HOST:PORT` name connects to a policy served by `refinevla-bench serve`.
+
+    With `robot` (the suite's), a policy taking a `robot` option is told which robot it drives
+    unless the user set it, and a policy declared for another robot is refused."""
     if name.startswith(REMOTE_SCHEMES):
         if raw_options:
             raise HarnessError(
@@ -115,7 +121,10 @@ def create_policy(name: str, raw_options: Mapping[str, str] | None = None) -> Po
             )
         from refinevla_bench.harness.serving.client import remote_policy
 
-        return remote_policy(name)
+        served = remote_policy(name)
+        if robot is not None:
+            check_policy_robot(served.conventions, robot, name)
+        return served
     policies = registered_policies()
     if name not in policies:
         known = ", ".join(policies) or "none"
@@ -127,6 +136,8 @@ def create_policy(name: str, raw_options: Mapping[str, str] | None = None) -> Po
     entry.conventions()
     policy_class = entry.load_class()
     options = convert_options(name, policy_class, raw_options or {})
+    if robot is not None and "robot" in policy_options(policy_class) and "robot" not in options:
+        options["robot"] = robot
     try:
         policy = policy_class(**options)
     except (OSError, ValueError) as error:
@@ -138,6 +149,8 @@ def create_policy(name: str, raw_options: Mapping[str, str] | None = None) -> Po
             f"policy '{name}' ({entry.target}) lacks reset() or act()",
             "implement the protocol in refinevla_bench.policies.protocol.Policy",
         )
+    if robot is not None:
+        check_policy_robot(policy.conventions, robot, name)
     return policy
 
 

@@ -135,7 +135,23 @@ class TaskEnvironment:
             instructions=self._instructions,
             episodes=self._episodes,
             state=self._privileged_state() if self._privileged else {},
+            proprio=self._proprio(),
         )
+
+    def _proprio(self) -> dict[str, npt.NDArray[np.float64]]:
+        """The robot's own state, as its encoders report it: end-effector pose in the base
+        frame and how far the fingers are open (0 closed .. 1 open, from the joint limits)."""
+        agent = self._env.unwrapped.agent
+        robot = agent.robot
+        relative = robot.pose.inv() * agent.controller.controllers["arm"].ee_pose
+        tcp_pose = np.concatenate([_numpy(relative.p), _numpy(relative.q)], axis=-1)
+        names = [joint.name for joint in robot.get_active_joints()]
+        fingers = [names.index(name) for name in agent.gripper_joint_names]
+        qpos = _numpy(robot.get_qpos())[:, fingers]
+        limits = _numpy(robot.get_qlimits())[:, fingers]
+        span = np.maximum(limits[..., 1] - limits[..., 0], 1e-9)
+        opening = np.clip((qpos - limits[..., 0]) / span, 0.0, 1.0).mean(axis=1)
+        return {"tcp_pose": tcp_pose.reshape(self.num_envs, 7), "gripper_opening": opening}
 
     def _privileged_state(self) -> dict[str, npt.NDArray[np.float64]]:
         """Ground truth for scripted experts, in the robot-base frame actions are given in."""

@@ -22,6 +22,7 @@ from refinevla_bench.policies.protocol import (
     ObservationBatch,
     PolicyConventions,
     ResizeMethod,
+    Robot,
     RotationFormat,
 )
 
@@ -49,6 +50,7 @@ def conventions_to_wire(conventions: PolicyConventions) -> dict[str, Any]:
         "gripper": conventions.gripper,
         "image_size": size,
         "resize": conventions.resize,
+        "robot": conventions.robot,
     }
 
 
@@ -56,6 +58,7 @@ def conventions_from_wire(message: object) -> PolicyConventions:
     if not isinstance(message, Mapping):
         raise WireError("conventions must be a map")
     size = message.get("image_size")
+    robot = message.get("robot")
     if size is not None and not (
         isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(n, int) for n in size)
     ):
@@ -65,6 +68,8 @@ def conventions_from_wire(message: object) -> PolicyConventions:
         gripper=_choice(message.get("gripper"), GripperMode, "gripper"),
         image_size=(int(size[0]), int(size[1])) if size is not None else None,
         resize=_choice(message.get("resize"), ResizeMethod, "resize"),
+        # servers that predate the field (and openpi's) declare no robot: any suite
+        robot=None if robot is None else _choice(robot, Robot, "robot"),
     )
 
 
@@ -118,6 +123,7 @@ class ActRequest:
             "instructions": list(observation.instructions),
             "episodes": [[key.task, key.episode_id, key.seed] for key in observation.episodes],
             "state": dict(observation.state),
+            "proprio": dict(observation.proprio),
         }
 
 
@@ -143,12 +149,20 @@ def _observation(message: Mapping[str, Any]) -> ObservationBatch:
     episodes = tuple(_episode(value) for value in message.get("episodes", []))
     if episodes and len(episodes) != len(images):
         raise WireError("episodes must be empty or one per image")
-    state = message.get("state", {})
-    if not isinstance(state, Mapping) or not all(
-        isinstance(key, str) and isinstance(value, np.ndarray) for key, value in state.items()
+    state = _arrays(message, "state", len(images))
+    proprio = _arrays(message, "proprio", len(images))
+    return ObservationBatch(images, tuple(instructions), episodes, state, proprio)
+
+
+def _arrays(message: Mapping[str, Any], name: str, rows: int) -> dict[str, np.ndarray]:
+    """An optional map of per-row arrays (`state`, `proprio`), one leading row per image."""
+    value = message.get(name, {})
+    if not isinstance(value, Mapping) or not all(
+        isinstance(key, str) and isinstance(array, np.ndarray) and array.shape[:1] == (rows,)
+        for key, array in value.items()
     ):
-        raise WireError("state must map names to arrays")
-    return ObservationBatch(images, tuple(instructions), episodes, dict(state))
+        raise WireError(f"{name} must map names to arrays with one row per image")
+    return dict(value)
 
 
 def request_from_wire(message: object) -> ResetRequest | ActRequest:

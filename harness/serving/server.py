@@ -58,11 +58,15 @@ def _act_now(policy: Policy, observation: ObservationBatch) -> ActReply:
 
 def _concatenated(observations: list[ObservationBatch]) -> ObservationBatch:
     keys = observations[0].state.keys()
+    proprio_keys = observations[0].proprio.keys()
     return ObservationBatch(
         images=np.concatenate([o.images for o in observations]),
         instructions=tuple(text for o in observations for text in o.instructions),
         episodes=tuple(key for o in observations for key in o.episodes),
         state={key: np.concatenate([o.state[key] for o in observations]) for key in keys},
+        proprio={
+            key: np.concatenate([o.proprio[key] for o in observations]) for key in proprio_keys
+        },
     )
 
 
@@ -71,6 +75,7 @@ def _can_join(first: ObservationBatch, other: ObservationBatch) -> bool:
     return (
         first.images.shape[1:] == other.images.shape[1:]
         and first.state.keys() == other.state.keys()
+        and first.proprio.keys() == other.proprio.keys()
         and bool(first.episodes) == bool(other.episodes)
     )
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from refinevla_bench.harness.errors import HarnessError
-from refinevla_bench.policies.protocol import PolicyConventions
+from refinevla_bench.policies.protocol import PolicyConventions, Robot
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class SuiteSpec:
     camera: CameraSpec
     control_hz: float
     controller: PolicyConventions
+    robot: Robot  # policies declared for another robot are refused, never run
     tasks: tuple[TaskSpec, ...]
 
     def select_tasks(self, names: Sequence[str] | None) -> tuple[TaskSpec, ...]:

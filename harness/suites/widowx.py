@@ -44,6 +44,7 @@ WIDOWX = SuiteSpec(
     camera=CameraSpec(name="3rd_view_camera", width=640, height=480),
     control_hz=5.0,
     controller=PolicyConventions(rotation="euler_xyz", gripper="absolute"),
+    robot="widowx",
     tasks=(
         TaskSpec(
             name="spoon_on_towel",
