@@ -407,6 +407,7 @@ async def openpi_like(
             seen.append(request)
             chunk = np.tile(np.arange(8, dtype=np.float32), (4, 1))
             chunk[:, 0] = len(request["prompt"])
+            chunk[:, 1] = np.arange(1, 5)  # which entry of the chunk an action came from
             await connection.send(openpi_packb({"actions": chunk}))
 
     async with serve(handle, "127.0.0.1", 0) as server:

@@ -6,13 +6,15 @@ accepts an openpi server only when whoever started it put them there, under
 `refinevla_conventions` (openpi servers take a `metadata` argument); it never guesses. Each
 batch row is sent as one observation (openpi policies are unbatched) holding `observation/image`
 and `prompt` (override the keys with `refinevla_image_key` / `refinevla_prompt_key` in the
-metadata); the first action of each returned chunk is executed, so the policy replans each step.
+metadata). Of each returned chunk the first `refinevla_action_horizon` actions (default 1: replan
+every step) are executed one per step before the row's next query, as openpi's own clients do
+with their replan interval.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ def is_openpi_metadata(metadata: Mapping[str, Any]) -> bool:
     return "protocol" not in metadata
 
 
-def _first_action(reply: object) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _chunk(reply: object) -> np.ndarray[Any, np.dtype[np.float64]]:
     if isinstance(reply, str):  # openpi answers a failure with its traceback as text
         raise RemotePolicyError(f"openpi server failed: {reply.strip()[-500:]}")
     actions = reply.get("actions") if isinstance(reply, Mapping) else None
@@ -43,7 +45,7 @@ def _first_action(reply: object) -> np.ndarray[Any, np.dtype[np.float64]]:
     chunk = actions.reshape(-1, actions.shape[-1]) if actions.ndim else actions.reshape(1, 1)
     if chunk.shape[0] == 0 or chunk.shape[1] < ACTION_DIM:
         raise WireError(f"openpi actions of shape {actions.shape} hold no {ACTION_DIM}-d action")
-    return chunk[0, :ACTION_DIM].astype(np.float64)
+    return chunk[:, :ACTION_DIM].astype(np.float64)
 
 
 @dataclass
@@ -51,6 +53,8 @@ class OpenpiDialect:
     conventions: PolicyConventions
     image_key: str = "observation/image"
     prompt_key: str = "prompt"
+    action_horizon: int = 1
+    _pending: list[list[np.ndarray[Any, np.dtype[np.float64]]]] = field(default_factory=list)
 
     @classmethod
     def from_metadata(cls, url: str, metadata: Mapping[str, Any]) -> OpenpiDialect:
@@ -68,21 +72,37 @@ class OpenpiDialect:
                 f"openpi server at {url} declares bad conventions: {error}",
                 f"fix its '{CONVENTIONS_KEY}' metadata",
             ) from error
+        horizon = metadata.get("refinevla_action_horizon", 1)
+        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+            raise HarnessError(
+                f"openpi server at {url} declares refinevla_action_horizon={horizon!r}",
+                "declare a whole number of actions >= 1 executed per returned chunk",
+            )
         return cls(
             conventions,
             str(metadata.get("refinevla_image_key", cls.image_key)),
             str(metadata.get("refinevla_prompt_key", cls.prompt_key)),
+            horizon,
         )
 
     def reset(self, connection: ClientConnection, instructions: Sequence[str], wait: float) -> None:
-        del connection, instructions, wait  # openpi's protocol has no reset message
+        del connection, wait  # openpi's protocol has no reset message: only our queues restart
+        self._pending = [[] for _ in instructions]
 
     def act(
         self, connection: ClientConnection, observation: ObservationBatch, wait: float
     ) -> ActReply:
+        if len(self._pending) != observation.batch_size:
+            self._pending = [[] for _ in range(observation.batch_size)]
         rows = []
-        for image, instruction in zip(observation.images, observation.instructions, strict=True):
-            connection.send(pack({self.image_key: image, self.prompt_key: instruction}))
-            message = connection.recv(timeout=wait)
-            rows.append(_first_action(message if isinstance(message, str) else unpack(message)))
+        for index, (image, instruction) in enumerate(
+            zip(observation.images, observation.instructions, strict=True)
+        ):
+            queue = self._pending[index]
+            if not queue:
+                connection.send(pack({self.image_key: image, self.prompt_key: instruction}))
+                message = connection.recv(timeout=wait)
+                chunk = _chunk(message if isinstance(message, str) else unpack(message))
+                queue.extend(chunk[: self.action_horizon])
+            rows.append(queue.pop(0))
         return ActReply(np.stack(rows) if rows else np.zeros((0, ACTION_DIM)))
