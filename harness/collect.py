@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend
+from refinevla_bench.harness.choices import one_of
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.records import EpisodeRecord
 from refinevla_bench.harness.runner import EpisodeObserver, run_task
@@ -28,10 +29,7 @@ DemoId = tuple[str, int, int]  # (task, grid episode id, seed)
 
 
 def check_keep_mode(mode: str) -> KeepMode:
-    for known in KEEP_MODES:
-        if mode == known:
-            return known
-    raise HarnessError(f"unknown --keep '{mode}'", f"use --keep {'|'.join(KEEP_MODES)}")
+    return one_of(mode, KEEP_MODES, "--keep")
 
 
 def plan_demonstrations(

@@ -25,7 +25,7 @@ from refinevla_bench.harness.actions import (
     to_controller_actions,
 )
 from refinevla_bench.harness.backends.maniskill import TaskEnvironment
-from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.choices import one_of
 from refinevla_bench.harness.observations import for_policy
 from refinevla_bench.harness.records import EpisodeRecord, Termination
 from refinevla_bench.harness.suites.spec import SuiteSpec
@@ -43,12 +43,7 @@ SUCCESS_MODES: tuple[SuccessMode, ...] = ("truncation", "early_stop", "accumulat
 
 
 def check_success_mode(mode: str) -> SuccessMode:
-    for known in SUCCESS_MODES:
-        if mode == known:
-            return known
-    raise HarnessError(
-        f"unknown success mode '{mode}'", f"use --success-mode {'|'.join(SUCCESS_MODES)}"
-    )
+    return one_of(mode, SUCCESS_MODES, "--success-mode")
 
 
 class EpisodeObserver(Protocol):

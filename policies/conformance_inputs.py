@@ -1,5 +1,6 @@
 """Synthetic episodes for the conformance checker: camera-sized random images, the suite's
-instructions and plausible privileged state, all fixed by one seed so two runs see the same."""
+instructions, plausible privileged state and proprio, all fixed by one seed so two runs see the
+same."""
 
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ class SyntheticEpisodes:
             instructions=tuple(self.instructions[row] for row in picked),
             episodes=tuple(self.episodes[row] for row in picked),
             state=state if privileged else {},
+            proprio={
+                "tcp_pose": state["tcp_pose"],
+                "gripper_opening": 1.0 - state["source_grasped"],
+            },
         )
         return for_policy(observation, conventions)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from rich.console import Console
 
+from refinevla_bench.harness.choices import one_of
 from refinevla_bench.harness.cli_default_group import DefaultCommandGroup
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.teacher.endpoint_defaults import DEFAULT_API_KEY_ENV, DEFAULT_MODEL
@@ -60,10 +61,7 @@ def default_out(dataset: Path, teacher: Teacher) -> Path:
 def _image_detail(text: str) -> ImageDetail:
     from refinevla_bench.teacher.token_estimate import IMAGE_DETAILS
 
-    for known in IMAGE_DETAILS:
-        if text == known:
-            return known
-    raise HarnessError(f"unknown --image-detail '{text}'", "use low, high or auto")
+    return one_of(text, IMAGE_DETAILS, "--image-detail")
 
 
 class _FirstEpisodes:

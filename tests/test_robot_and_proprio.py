@@ -114,7 +114,7 @@ def test_the_suite_tells_a_policy_its_robot_unless_the_user_chose_one(
     assert registry.create_policy("aware", {}).conventions.robot == "google_robot"
     with pytest.raises(HarnessError, match="acts for the google_robot robot"):
         registry.create_policy("aware", {"robot": "google_robot"}, robot=robot)
-    with pytest.raises(HarnessError, match="unknown robot 'franka'"):
+    with pytest.raises(HarnessError, match="unknown --policy-arg robot 'franka'"):
         registry.create_policy("aware", {"robot": "franka"})
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from refinevla_bench.harness.choices import one_of
 from refinevla_bench.harness.datasets.open import open_dataset
 from refinevla_bench.harness.errors import HarnessError
 
@@ -23,10 +24,7 @@ out_console = Console(highlight=False)
 def _layer_choice(text: str) -> LayerChoice:
     from refinevla_bench.train.attention import LAYER_CHOICES
 
-    for known in LAYER_CHOICES:
-        if text == known:
-            return known
-    raise HarnessError(f"unknown --layers '{text}'", "use --layers all or last")
+    return one_of(text, LAYER_CHOICES, "--layers")
 
 
 def _steps(text: str | None, length: int) -> list[int]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.choices import one_of
 from refinevla_bench.train.objective import DEFAULT_LAMBDA_REASONING
 
 if TYPE_CHECKING:  # torch, transformers and peft load only when `train` runs
@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # torch, transformers and peft load only when `train` runs
     from refinevla_bench.train.transfer import TransferReport
 
 out_console = Console(highlight=False)
-Choice = TypeVar("Choice", bound=str)
 
 
 class _ConsoleReport:
@@ -66,13 +65,6 @@ class _ConsoleReport:
 
     def saved(self, path: Path) -> None:
         out_console.print(f"saved {path}")
-
-
-def _choice(value: str, choices: tuple[Choice, ...], option: str) -> Choice:
-    for choice in choices:
-        if value == choice:
-            return choice
-    raise HarnessError(f"unknown {option} '{value}'", f"use one of {', '.join(choices)}")
 
 
 def train(
@@ -171,12 +163,12 @@ def train(
     from refinevla_bench.train.transfer import LORA_SCOPES, TRANSFER_MODES, TransferSettings
 
     settings = TransferSettings(
-        mode=_choice(transfer, TRANSFER_MODES, "--transfer"),
+        mode=one_of(transfer, TRANSFER_MODES, "--transfer"),
         top_k=top_k,
         lora_rank=lora_rank,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
-        lora_scope=_choice(lora_scope, LORA_SCOPES, "--lora-scope"),
+        lora_scope=one_of(lora_scope, LORA_SCOPES, "--lora-scope"),
         lora_targets=tuple(
             name.strip() for name in (lora_targets or "").split(",") if name.strip()
         ),

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.choices import one_of
 from refinevla_bench.policies.protocol import ROBOTS, Robot
 
 
 def parse_robot(text: str) -> Robot:
     """A `--policy-arg robot=...` value; the harness fills it from the suite when unset."""
-    for robot in ROBOTS:
-        if text == robot:
-            return robot
-    raise HarnessError(f"unknown robot '{text}'", f"pass --policy-arg robot={'|'.join(ROBOTS)}")
+    return one_of(text, ROBOTS, "--policy-arg robot")
