@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refinevla_bench.harness.datasets.atomic_files import write_json_atomically
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.records import EpisodeRecord, TaskSummary
 
@@ -27,18 +28,6 @@ EpisodeId = tuple[str, int, int]  # (task, episode_id, seed)
 
 # What must match for a folder to be resumed: anything else would mix incomparable episodes.
 IDENTITY_KEYS = ("suite", "policy", "success_mode")
-
-
-def write_json_atomically(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write to a temporary file in the same folder, fsync, rename: readers see old or new."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    Path(handle.name).replace(path)
 
 
 def _record_from_json(payload: dict[str, Any]) -> EpisodeRecord:
@@ -94,7 +83,7 @@ class RunDirectory:
         loaded = read_episodes(self.episodes_path)
         if loaded.dropped_partial_line:
             self._rewrite_episodes(loaded.records)
-        write_json_atomically(self.manifest_path, manifest)
+        write_json_atomically(self.manifest_path, manifest, indent=2, sort_keys=True)
         return loaded.records
 
     def _merged_with_existing(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +137,7 @@ class RunDirectory:
             },
             "overall": _summary_json(TaskSummary.of("all", everything)),
         }
-        write_json_atomically(self.summary_path, summary)
+        write_json_atomically(self.summary_path, summary, indent=2, sort_keys=True)
         return summary
 
 

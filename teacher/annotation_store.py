@@ -15,8 +15,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from refinevla_bench.harness.datasets.atomic_files import write_bytes_atomically
-from refinevla_bench.harness.rundir import write_json_atomically
+from refinevla_bench.harness.datasets.atomic_files import (
+    write_bytes_atomically,
+    write_json_atomically,
+)
 from refinevla_bench.teacher.schema import AnnotationRecord
 
 EPISODES_DIR = "episodes"
@@ -55,12 +57,12 @@ def load_records(out_dir: Path) -> Iterator[AnnotationRecord]:
 def write_record(out_dir: Path, record: AnnotationRecord) -> None:
     path = record_path(out_dir, record.episode_index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(path, record.model_dump(mode="json"))
+    write_json_atomically(path, record.model_dump(mode="json"), indent=2, sort_keys=True)
 
 
 def write_manifest(out_dir: Path, manifest: Mapping[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(manifest_path(out_dir), manifest)
+    write_json_atomically(manifest_path(out_dir), manifest, indent=2, sort_keys=True)
 
 
 def write_prompt(out_dir: Path, prompt_version: str, text: str) -> None:

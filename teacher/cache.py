@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from refinevla_bench.harness.rundir import write_json_atomically
+from refinevla_bench.harness.datasets.atomic_files import write_json_atomically
 from refinevla_bench.teacher.protocol import TeacherReply
 from refinevla_bench.teacher.schema import EpisodeRationale, Usage
 
@@ -46,4 +46,6 @@ class ReplyCache:
                 "rationale": reply.rationale.model_dump(mode="json"),
                 "usage": reply.usage.model_dump(mode="json"),
             },
+            indent=2,
+            sort_keys=True,
         )

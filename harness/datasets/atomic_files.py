@@ -42,9 +42,14 @@ def write_bytes_atomically(final: Path, data: bytes) -> None:
         temporary.write_bytes(data)
 
 
-def write_json_atomically(final: Path, payload: Mapping[str, Any]) -> None:
-    """Readers see the old or the new document, never a truncated one."""
-    write_bytes_atomically(final, (json.dumps(payload, indent=4) + "\n").encode())
+def write_json_atomically(
+    final: Path, payload: Mapping[str, Any], *, indent: int = 4, sort_keys: bool = False
+) -> None:
+    """Readers see the old or the new document, never a truncated one. LeRobot metadata keeps
+    its own layout (indent 4, key order); this project's records sort keys (indent 2) so that
+    equal content gives equal bytes."""
+    text = json.dumps(payload, indent=indent, sort_keys=sort_keys) + "\n"
+    write_bytes_atomically(final, text.encode())
 
 
 def append_json_line(path: Path, payload: Mapping[str, Any]) -> None:
