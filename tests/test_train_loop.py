@@ -25,6 +25,7 @@ from refinevla_bench.harness.datasets.lerobot_writer import EpisodeData, LeRobot
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.policies.refinevla import RefinevlaPolicy
 from refinevla_bench.train.action_tokens import ActionStats
+from refinevla_bench.train.checkpoints import checkpoints, latest_checkpoint
 from refinevla_bench.train.examples import (
     DecodedEpisode,
     EpisodeReader,
@@ -36,14 +37,9 @@ from refinevla_bench.train.examples import (
     split_episodes,
     training_action_stats,
 )
+from refinevla_bench.train.run_record import CONFIG_NAME
 from refinevla_bench.train.tiny import build_tiny_base
-from refinevla_bench.train.trainer import (
-    CONFIG_NAME,
-    TrainConfig,
-    checkpoints,
-    latest_checkpoint,
-    run_training,
-)
+from refinevla_bench.train.trainer import TrainConfig, run_training
 from refinevla_bench.train.transfer import TransferSettings, apply_transfer
 from refinevla_bench.train.vla import VLAModel
 

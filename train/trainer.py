@@ -16,11 +16,7 @@ whole on every process, so FSDP and ZeRO-3 are refused.
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,11 +32,14 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from transformers import PreTrainedModel
 
-from refinevla_bench.harness.datasets.atomic_files import write_json_atomically
 from refinevla_bench.harness.errors import HarnessError
-from refinevla_bench.harness.manifest import git_state, package_versions, redact_command
-from refinevla_bench.train.action_tokens import ActionStats
 from refinevla_bench.train.base_models import resolve_base
+from refinevla_bench.train.checkpoints import (
+    FINAL_DIR,
+    latest_checkpoint,
+    save_checkpoint,
+    save_final,
+)
 from refinevla_bench.train.examples import (
     AnnotatedDataset,
     EpisodeReader,
@@ -59,35 +58,16 @@ from refinevla_bench.train.objective import (
     check_lambda_reasoning,
     total_loss,
 )
+from refinevla_bench.train.run_record import prepare_out, write_run_record
 from refinevla_bench.train.transfer import (
     TransferReport,
     TransferSettings,
     apply_transfer,
-    merge_adapters,
 )
 from refinevla_bench.train.vla import EncodedBatch, LossTerms, TrainingExample, VLAModel
 from refinevla_bench.train.vla_checkpoint import ActionConventions
 
-CONFIG_NAME = "train_config.json"
-CHECKPOINTS_DIR = "checkpoints"
-FINAL_DIR = "final"
 TENSORBOARD_DIR = "tensorboard"
-CHECKPOINT_NAME = re.compile(r"^step-(\d{6,})$")
-# Options that may change when resuming: they do not change what the run computes.
-RESUMABLE_OPTIONS = frozenset(
-    {
-        "out",
-        "resume",
-        "stop_after",
-        "eval_every",
-        "eval_samples",
-        "save_every",
-        "keep_checkpoints",
-        "log_every",
-        "gradient_checkpointing",
-    }
-)
-RECORDED_PACKAGES = ("torch", "transformers", "accelerate", "peft", "tokenizers")
 # What the metric windows add up between log lines (train) and over held-out samples (eval).
 TRAIN_SUMS = (
     "action_loss",
@@ -236,7 +216,7 @@ def run_training(config: TrainConfig, listener: TrainListener | None = None) -> 
         seed=config.split_seed,
     )
     _check_whole_parameters(accelerator)
-    resuming = _prepare_out(config)
+    resuming = prepare_out(config)
     accelerator.wait_for_everyone()  # every process decided before the main one writes there
     set_seed(config.seed)
     stats = training_action_stats(dataset, split.train)
@@ -264,7 +244,7 @@ def run_training(config: TrainConfig, listener: TrainListener | None = None) -> 
     progress = TrainingProgress(config.grad_accum, accelerator.num_processes)
     accelerator.register_for_checkpointing(scheduler, progress)
     if not resuming and accelerator.is_main_process:
-        _write_run_record(config, dataset, split, plan, transfer, vla.family, stats)
+        write_run_record(config, dataset, split, plan, transfer, vla.family, stats)
     checkpoint = latest_checkpoint(config.out) if resuming else None
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
@@ -296,7 +276,7 @@ def run_training(config: TrainConfig, listener: TrainListener | None = None) -> 
             writer.close()
     if progress.step < plan.total_steps:
         return TrainResult(progress.step, plan.total_steps, None, last_save, transfer)
-    _save_final(accelerator, vla, config)
+    save_final(accelerator, vla, config.out)
     if listener is not None and accelerator.is_main_process:
         listener.saved(final)
     return TrainResult(progress.step, plan.total_steps, final, last_save, transfer)
@@ -501,61 +481,6 @@ def _unwrapped(vla: VLAModel, accelerator: Accelerator) -> Iterator[None]:
         vla.model = wrapped
 
 
-def checkpoint_dir(out: Path, step: int) -> Path:
-    return out / CHECKPOINTS_DIR / f"step-{step:06d}"
-
-
-def checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (a partial one never carries the final name)."""
-    folder = out / CHECKPOINTS_DIR
-    steps = [
-        (int(match.group(1)), path)
-        for path in (folder.iterdir() if folder.is_dir() else [])
-        if (match := CHECKPOINT_NAME.match(path.name)) and path.is_dir()
-    ]
-    return [path for _, path in sorted(steps)]
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = checkpoints(out)
-    return found[-1] if found else None
-
-
-def save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int) -> Path:
-    """`save_state` into a staging folder renamed into place: a kill mid-save leaves the previous
-    checkpoint as the latest. Older checkpoints beyond `keep` are removed."""
-    final = checkpoint_dir(out, step)
-    staging = final.with_name(f".{final.name}.partial")
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        for old in checkpoints(out)[: -max(keep, 1)]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _save_final(accelerator: Accelerator, vla: VLAModel, config: TrainConfig) -> None:
-    """The plain model (adapters merged) with processor and action statistics, for the policy."""
-    accelerator.wait_for_everyone()
-    final = config.out / FINAL_DIR
-    staging = final.with_name(f".{final.name}.partial")
-    vla.model = accelerator.unwrap_model(vla.model, keep_fp32_wrapper=False)
-    merge_adapters(vla.model)
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        vla.save(staging)
-        shutil.copy2(config.out / CONFIG_NAME, staging / CONFIG_NAME)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    accelerator.wait_for_everyone()
-
-
 def _optimizer(
     model: torch.nn.Module, transfer: TransferReport, config: TrainConfig
 ) -> torch.optim.AdamW:
@@ -700,37 +625,6 @@ def _set_deepspeed_batch(accelerator: Accelerator, batch_size: int) -> None:
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = batch_size
 
 
-def _prepare_out(config: TrainConfig) -> bool:
-    """Whether this invocation resumes the run in `config.out`; refuses to mix runs."""
-    record = config.out / CONFIG_NAME
-    if not record.is_file():
-        if config.out.is_dir() and any(config.out.iterdir()):
-            raise HarnessError(
-                f"{config.out} has files but no {CONFIG_NAME}: it is not a training run",
-                "choose a new or empty --out folder",
-            )
-        return False
-    if not config.resume:
-        raise HarnessError(
-            f"{config.out} already holds a training run",
-            "pass --resume to continue it, or choose a new --out folder",
-        )
-    stored = json.loads(record.read_text(encoding="utf-8"))["config"]
-    current = config.to_json()
-    changed = sorted(
-        key
-        for key in {*stored, *current}
-        if key not in RESUMABLE_OPTIONS and stored.get(key) != current.get(key)
-    )
-    if changed:
-        raise HarnessError(
-            f"{config.out} was trained with other {', '.join(changed)} "
-            f"({', '.join(f'{key}={stored.get(key)!r}' for key in changed)})",
-            "resume with the options the run started with, or train into a new --out folder",
-        )
-    return True
-
-
 def _plan(
     config: TrainConfig, split: EpisodeSplit, steps_per_epoch: int, processes: int
 ) -> TrainingPlan:
@@ -748,34 +642,3 @@ def _plan(
         total_steps=total,
         warmup_steps=math.ceil(config.warmup_ratio * total),
     )
-
-
-def _write_run_record(
-    config: TrainConfig,
-    dataset: AnnotatedDataset,
-    split: EpisodeSplit,
-    plan: TrainingPlan,
-    transfer: TransferReport,
-    family: str,
-    stats: ActionStats,
-) -> None:
-    config.out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "config": config.to_json(),
-        "family": family,
-        "dataset": {
-            "root": str(dataset.root.resolve()),
-            "camera": dataset.camera,
-            "has_reasoning": dataset.has_reasoning,
-            "annotation_dir": str(dataset.annotation_dir) if dataset.annotation_dir else None,
-            "annotation_manifest": dataset.annotation_manifest(),
-        },
-        "split": {"train": list(split.train), "eval": list(split.eval)},
-        "action_stats": stats.to_json(),
-        "plan": asdict(plan),
-        "transfer": transfer.to_json(),
-        "versions": package_versions(RECORDED_PACKAGES),
-        "git": git_state(),
-        "command": redact_command(sys.argv),
-    }
-    write_json_atomically(config.out / CONFIG_NAME, record)
