@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Termination = Literal["max_steps", "success", "error"]
+Termination = Literal["max_steps", "success", "error", "policy"]
 
 
 @dataclass(frozen=True)

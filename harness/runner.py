@@ -35,6 +35,7 @@ from refinevla_bench.policies.protocol import (
     ObservationBatch,
     Policy,
     ReasoningPolicy,
+    TerminatingPolicy,
     wants_privileged_state,
 )
 
@@ -138,6 +139,14 @@ def _keep_rationales(policy: Policy, rows: list[_Row]) -> None:
             row.rationales.append(str(text))
 
 
+def _asked_to_stop(policy: Policy, rows: list[_Row]) -> list[bool]:
+    """Which rows the policy asked to end after this step (none, for most policies)."""
+    flags = policy.last_terminations() if isinstance(policy, TerminatingPolicy) else None
+    if flags is None or len(flags) != len(rows):
+        return [False] * len(rows)
+    return [bool(flag) for flag in flags]
+
+
 def _fail(rows: list[_Row], reason: str) -> None:
     for row in rows:
         if row.finished is None:
@@ -204,6 +213,7 @@ def run_batch(
         if raw is None:
             break
         _keep_rationales(policy, rows)
+        stopping = _asked_to_stop(policy, rows)
         if observer is not None:
             observer.actions(observation.episodes[:real], raw[:real])
         commands = _controller_commands(raw, rows, hold, policy, suite)
@@ -218,6 +228,8 @@ def run_batch(
             row.ever_succeeded = row.ever_succeeded or row.success
             if success_mode == "early_stop" and row.success:
                 row.finished = "success"
+            elif stopping[index]:
+                row.finished = "policy"
             hold[index, 6] = commands[index, 6]  # finished rows keep their gripper as it was
         if observer is not None:
             observer.step_done(sum(row.finished is None for row in rows[:real]))

@@ -109,6 +109,16 @@ class ReasoningPolicy(Protocol):
 
 
 @runtime_checkable
+class TerminatingPolicy(Protocol):
+    """A policy that can ask to end an episode (RT-1's `terminate_episode`): as upstream, the
+    runner executes that step's action, then ends the episode and scores it there."""
+
+    def last_terminations(self) -> Sequence[bool] | None:
+        """One flag per row of the last `act` batch; None when it asked nothing."""
+        ...
+
+
+@runtime_checkable
 class Policy(Protocol):
     """A batched policy: one `reset` per group of episodes, one `act` per control step."""
 

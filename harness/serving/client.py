@@ -164,6 +164,7 @@ class RemotePolicy:
         self._dialect = dialect
         self._instructions: tuple[str, ...] | None = None
         self._rationales: tuple[str, ...] | None = None
+        self._terminations: tuple[bool, ...] | None = None
 
     def _reconnect(self) -> ClientConnection:
         connection, dialect = open_session(self.url, self.settings)
@@ -211,10 +212,14 @@ class RemotePolicy:
         wait = self.settings.timeout_s
         reply = self._call(lambda connection: self._dialect.act(connection, observation, wait))
         self._rationales = reply.rationales
+        self._terminations = reply.terminations
         return np.asarray(reply.actions, dtype=np.float64)
 
     def last_rationales(self) -> Sequence[str] | None:
         return self._rationales
+
+    def last_terminations(self) -> Sequence[bool] | None:
+        return self._terminations
 
     def close(self) -> None:
         self._drop()

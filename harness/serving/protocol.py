@@ -183,10 +183,25 @@ def request_from_wire(message: object) -> ResetRequest | ActRequest:
 class ActReply:
     actions: npt.NDArray[np.floating]
     rationales: tuple[str, ...] | None = None
+    terminations: tuple[bool, ...] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         rationales = list(self.rationales) if self.rationales is not None else None
-        return {"type": "actions", "actions": self.actions, "rationales": rationales}
+        stops = list(self.terminations) if self.terminations is not None else None
+        return {
+            "type": "actions",
+            "actions": self.actions,
+            "rationales": rationales,
+            "terminations": stops,
+        }
+
+    def rows(self, start: int, stop: int) -> ActReply:
+        """The reply to the part of a batch in rows [start, stop)."""
+        return ActReply(
+            self.actions[start:stop],
+            self.rationales[start:stop] if self.rationales is not None else None,
+            self.terminations[start:stop] if self.terminations is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -216,11 +231,20 @@ def reply_from_wire(message: object, rows: int) -> ActReply:
     if actions.shape[:1] != (rows,) or actions.dtype.kind != "f":
         raise WireError(f"actions {actions.dtype}{actions.shape} do not fit {rows} rows")
     rationales = message.get("rationales")
-    if rationales is None:
-        return ActReply(actions)
-    if not isinstance(rationales, list) or len(rationales) != rows:
+    if rationales is not None and (not isinstance(rationales, list) or len(rationales) != rows):
         raise WireError("rationales must be one string per row")
-    return ActReply(actions, tuple(str(text) for text in rationales))
+    stops = message.get("terminations")
+    if stops is not None and (
+        not isinstance(stops, list)
+        or len(stops) != rows
+        or not all(isinstance(flag, bool) for flag in stops)
+    ):
+        raise WireError("terminations must be one boolean per row")
+    return ActReply(
+        actions,
+        tuple(str(text) for text in rationales) if rationales is not None else None,
+        tuple(stops) if stops is not None else None,
+    )
 
 
 def check_reset_reply(message: object) -> None:

@@ -38,6 +38,7 @@ from refinevla_bench.policies.protocol import (
     ObservationBatch,
     Policy,
     ReasoningPolicy,
+    TerminatingPolicy,
 )
 
 HEALTH_PATH = "/healthz"
@@ -53,7 +54,12 @@ def _act_now(policy: Policy, observation: ObservationBatch) -> ActReply:
     if actions.shape != (observation.batch_size, ACTION_DIM) or actions.dtype.kind != "f":
         raise ValueError(f"policy returned actions {actions.dtype}{actions.shape}")
     rationales = policy.last_rationales() if isinstance(policy, ReasoningPolicy) else None
-    return ActReply(actions, tuple(rationales) if rationales is not None else None)
+    stops = policy.last_terminations() if isinstance(policy, TerminatingPolicy) else None
+    return ActReply(
+        actions,
+        tuple(rationales) if rationales is not None else None,
+        tuple(bool(flag) for flag in stops) if stops is not None else None,
+    )
 
 
 def _concatenated(observations: list[ObservationBatch]) -> ObservationBatch:
@@ -140,8 +146,7 @@ class Batcher:
             start = 0
             for pending in live:
                 stop = start + pending.observation.batch_size
-                texts = reply.rationales[start:stop] if reply.rationales is not None else None
-                pending.reply.set_result(ActReply(reply.actions[start:stop], texts))
+                pending.reply.set_result(reply.rows(start, stop))
                 start = stop
 
 
