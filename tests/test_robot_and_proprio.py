@@ -210,3 +210,36 @@ def test_the_simulator_reports_the_robots_own_state(widowx_assets: Any) -> None:
             outcome = env.step(close)
     assert outcome.observation.proprio["gripper_opening"][0] < 0.05
     assert np.linalg.norm(outcome.observation.proprio["tcp_pose"][0, 3:]) == pytest.approx(1.0)
+
+
+def test_an_openpi_server_declaring_a_state_gets_each_rows_encoded_proprio() -> None:
+    seen: list[dict[str, Any]] = []
+    metadata = openpi_packb(
+        {
+            "refinevla_conventions": OPENPI_CONVENTIONS,
+            "refinevla_state_key": "observation/state",
+            "refinevla_state_encoding": "pos_rpy_gripper",
+        }
+    )
+    sent = _observation(2, [0.25, 1.0])
+    half_turn_about_z = np.array([np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])  # yaw 90 deg
+    sent.proprio["tcp_pose"][:, 3:] = half_turn_about_z
+    with openpi_server(metadata, seen) as server, connected(server.url) as policy:
+        policy.reset(["x", "x"])
+        policy.act(sent)
+    states = [request["observation/state"] for request in seen]
+    assert all(state.dtype == np.float32 for state in states)
+    expected = [[0.0, 0, 0, 0, 0, np.pi / 2, 0.25], [0.1, 0, 0, 0, 0, np.pi / 2, 1.0]]
+    assert np.allclose(np.stack(states), expected, atol=1e-6)
+
+
+def test_an_openpi_server_declaring_a_state_key_without_its_encoding_is_refused() -> None:
+    metadata = openpi_packb(
+        {"refinevla_conventions": OPENPI_CONVENTIONS, "refinevla_state_key": "observation/state"}
+    )
+    with (
+        openpi_server(metadata, []) as server,
+        pytest.raises(HarnessError, match="declares state key"),
+        connected(server.url),
+    ):
+        pass
