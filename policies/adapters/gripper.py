@@ -45,7 +45,8 @@ class StickyRelativeGripper:
         self._count = np.zeros(rows, dtype=np.int64)
 
     def __call__(self, openness: npt.ArrayLike) -> FloatArray:
-        current = np.asarray(openness, dtype=np.float64).reshape(-1)
+        # a copy: the caller may overwrite its array (the action's gripper column) afterwards
+        current = np.array(openness, dtype=np.float64).reshape(-1)
         if self._held.shape != current.shape:
             self.reset(current.shape[0])
         change = np.zeros_like(current) if self._previous is None else self._previous - current
