@@ -18,10 +18,16 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
-    session.run("mypy", "tests", "benchmarks", "noxfile.py")
+    session.run("mypy", "tests", "benchmarks", "scripts", "noxfile.py")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite, real simulator episodes included."""
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def locks(session: nox.Session) -> None:
+    """Each policy family's lock (docker/families) resolves against PyPI (network, ~5 s)."""
+    session.run("bash", "scripts/check_family_locks.sh", external=True)
