@@ -97,12 +97,14 @@ def test_openai_annotation_killed_and_rerun_annotates_each_episode_once(dataset:
             env=env,
         )
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list((out / "episodes").glob("*.json")):
+        while time.monotonic() < deadline and not list((out / "episodes").glob("episode_*.json")):
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed_at = time.monotonic()
-        done_before = sorted(int(p.stem.split("_")[1]) for p in (out / "episodes").glob("*.json"))
+        done_before = sorted(
+            int(p.stem.split("_")[1]) for p in (out / "episodes").glob("episode_*.json")
+        )
         assert 1 <= len(done_before) < 3  # really killed mid-run
 
         rerun = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -111,7 +113,9 @@ def test_openai_annotation_killed_and_rerun_annotates_each_episode_once(dataset:
             after_kill = [r for r in server.requests_for(episode) if r.at > killed_at]
             # finished episodes are never asked again; the others exactly once more
             assert len(after_kill) == (0 if episode in done_before else 1)
-        records = [json.loads(p.read_text()) for p in sorted((out / "episodes").glob("*.json"))]
+        records = [
+            json.loads(p.read_text()) for p in sorted((out / "episodes").glob("episode_*.json"))
+        ]
         assert [(r["episode_index"], r["status"]) for r in records] == [
             (0, "ok"),
             (1, "ok"),

@@ -466,7 +466,7 @@ asyncio.run(annotate_episodes(annotation_inputs(12), teacher, Path(sys.argv[2]),
 
 def wait_for_records(out_dir: Path, count: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60  # a hang guard, not a speed requirement
-    while len(list(out_dir.glob("episodes/*.json"))) < count:
+    while len(list(out_dir.glob("episodes/episode_*.json"))) < count:
         assert process.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline, "no records appeared"
         time.sleep(0.01)
@@ -487,7 +487,7 @@ def test_a_killed_run_resumes_and_annotates_each_episode_exactly_once(
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-    survivors = {path.name: path.stat() for path in tmp_path.glob("episodes/*.json")}
+    survivors = {path.name: path.stat() for path in tmp_path.glob("episodes/episode_*.json")}
     assert 3 <= len(survivors) < 12
     checkpoint = json.loads(manifest_path(tmp_path).read_text())
     assert checkpoint["finished_at"] is None and checkpoint["stopped"] is None
