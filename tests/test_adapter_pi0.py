@@ -10,6 +10,7 @@ gripper and the state encodings; the shared sticky gripper for Google Robot.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -315,6 +316,20 @@ def test_tiny_checkpoint_acts_deterministically(tiny_random: str, tiny_dir: Path
     assert np.array_equal(first, again)
     assert not np.allclose(first, other)
     assert set(np.unique(first[..., 6])) <= {-1.0, 1.0}
+
+
+def test_a_state_without_proprio_is_refused_and_state_none_needs_none(tiny_random: str) -> None:
+    """A client that sends no robot state gets a one-line error naming the fix, not a KeyError;
+    with state=none the model sees zeros and acts."""
+    bare = dataclasses.replace(observation(), proprio={})
+    policy = Pi0Policy(tiny_random)
+    policy.reset(bare.instructions)
+    with pytest.raises(HarnessError, match="lacks tcp_pose, gripper_opening") as caught:
+        policy.act(bare)
+    assert "state=none" in caught.value.fix
+    blind = Pi0Policy(tiny_random, state="none")
+    blind.reset(bare.instructions)
+    assert np.asarray(blind.act(bare)).shape == (bare.batch_size, 7)
 
 
 def test_tiny_checkpoint_passes_the_conformance_checks(tiny_random: str) -> None:

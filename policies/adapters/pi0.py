@@ -27,6 +27,7 @@ from refinevla_bench.policies.adapters.pi0_decoding import (
 )
 from refinevla_bench.policies.adapters.robots import parse_robot
 from refinevla_bench.policies.protocol import (
+    PROPRIO_KEYS,
     EpisodeKey,
     ObservationBatch,
     PolicyConventions,
@@ -114,6 +115,14 @@ class Pi0Policy:
         return self.decoder.next_actions()
 
     def _sample(self, observation: ObservationBatch, rows: list[int]) -> npt.NDArray[np.float64]:
+        missing = [key for key in PROPRIO_KEYS if key not in observation.proprio]
+        if self.state != "none" and missing:
+            raise HarnessError(
+                f"state={self.state} needs the robot's state but the observation lacks "
+                f"{', '.join(missing)}",
+                "evaluate through `refinevla-bench run` (its simulator reports proprio), or pass "
+                "--policy-arg state=none",
+            )
         proprio = {key: np.asarray(values)[rows] for key, values in observation.proprio.items()}
         state = model_state(
             proprio, self.state, self.runner.statistics, (len(rows), self.runner.max_state_dim)
