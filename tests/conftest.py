@@ -30,6 +30,28 @@ def widowx_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def google_robot_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An asset root with the Google Robot suite (robot and real2sim data), filled by the real
+    `assets fetch --from` command from the shared copy."""
+    root = tmp_path_factory.mktemp("google-assets")
+    completed = run_cli(
+        [
+            "assets",
+            "fetch",
+            "--suite",
+            "google_robot",
+            "--from",
+            str(shared_assets_dir()),
+            "--dir",
+            str(root),
+        ],
+        assets=None,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return root
+
+
 @pytest.fixture
 def empty_assets(tmp_path: Path) -> Path:
     root = tmp_path / "no-assets"
