@@ -9,16 +9,15 @@ import pytest
 from tests.support import run_cli, shared_assets_dir
 
 
-@pytest.fixture(scope="session")
-def widowx_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An asset root filled by the real `assets fetch --from` command."""
-    root = tmp_path_factory.mktemp("assets")
+def _fetched_suite(tmp_path_factory: pytest.TempPathFactory, suite: str) -> Path:
+    """An asset root filled by the real `assets fetch --from` command from the shared copy."""
+    root = tmp_path_factory.mktemp(f"{suite}-assets")
     completed = run_cli(
         [
             "assets",
             "fetch",
             "--suite",
-            "widowx",
+            suite,
             "--from",
             str(shared_assets_dir()),
             "--dir",
@@ -28,28 +27,18 @@ def widowx_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert completed.returncode == 0, completed.stderr
     return root
+
+
+@pytest.fixture(scope="session")
+def widowx_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The WidowX suite's assets."""
+    return _fetched_suite(tmp_path_factory, "widowx")
 
 
 @pytest.fixture(scope="session")
 def google_robot_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An asset root with the Google Robot suite (robot and real2sim data), filled by the real
-    `assets fetch --from` command from the shared copy."""
-    root = tmp_path_factory.mktemp("google-assets")
-    completed = run_cli(
-        [
-            "assets",
-            "fetch",
-            "--suite",
-            "google_robot",
-            "--from",
-            str(shared_assets_dir()),
-            "--dir",
-            str(root),
-        ],
-        assets=None,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return root
+    """The Google Robot suite's assets (robot and real2sim data)."""
+    return _fetched_suite(tmp_path_factory, "google_robot")
 
 
 @pytest.fixture

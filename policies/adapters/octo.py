@@ -31,7 +31,7 @@ from refinevla_bench.policies.adapters.octo_decoding import (
     OctoActions,
 )
 from refinevla_bench.policies.adapters.octo_model import DEFAULT_CHECKPOINT, OctoRunner
-from refinevla_bench.policies.adapters.robots import parse_robot
+from refinevla_bench.policies.adapters.robots import controller_gripper, parse_robot
 from refinevla_bench.policies.protocol import (
     ACTION_DIM,
     ObservationBatch,
@@ -59,7 +59,7 @@ def octo_conventions(robot: Robot | None) -> PolicyConventions:
     is the nearest harness method."""
     return PolicyConventions(
         rotation="roll_pitch_yaw",
-        gripper="relative" if robot == "google_robot" else "absolute",
+        gripper=controller_gripper(robot),
         image_size=IMAGE_SIZE,
         resize="lanczos",
         robot=robot,

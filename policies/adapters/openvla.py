@@ -33,6 +33,7 @@ from refinevla_bench.policies.adapters.openvla_decoding import (
 from refinevla_bench.policies.adapters.remote_checkpoints import (
     load_remote_model,
     pick_dtype,
+    remote_vla_conventions,
     require_trusted,
     rows_by_length,
     run_checkpoint_code,
@@ -49,7 +50,6 @@ from refinevla_bench.policies.protocol import (
 if TYPE_CHECKING:
     import torch
 
-IMAGE_SIZE = (224, 224)
 # "simpler": the instruction as is (SimplerEnv's evaluation); "openvla": the template of
 # OpenVLA's own README and evaluations.
 PROMPTS = ("simpler", "openvla")
@@ -77,9 +77,7 @@ class OpenVLAPolicy:
     gripper handling."""
 
     # A placeholder for `policies list`: each instance declares its robot's gripper mode.
-    conventions: PolicyConventions = PolicyConventions(
-        rotation="roll_pitch_yaw", gripper="absolute", image_size=IMAGE_SIZE, resize="area"
-    )
+    conventions: PolicyConventions = remote_vla_conventions(None)
 
     def __init__(
         self,
@@ -94,13 +92,7 @@ class OpenVLAPolicy:
         parsed = parse_robot(robot)
         self.prompt_style = one_of(prompt, PROMPTS, "--policy-arg prompt")
         require_trusted(checkpoint, trust_remote_code, "openvla")
-        self.conventions = PolicyConventions(
-            rotation="roll_pitch_yaw",
-            gripper="absolute" if parsed == "widowx" else "relative",
-            image_size=IMAGE_SIZE,
-            resize="area",
-            robot=parsed,
-        )
+        self.conventions = remote_vla_conventions(parsed)
         # The sticky gripper on Google Robot carries state from step to step.
         self.stateless = parsed == "widowx"
         import_framework("torch", "openvla")

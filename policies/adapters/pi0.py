@@ -25,7 +25,7 @@ from refinevla_bench.policies.adapters.pi0_decoding import (
     model_state,
     parse_state_encoding,
 )
-from refinevla_bench.policies.adapters.robots import parse_robot
+from refinevla_bench.policies.adapters.robots import controller_gripper, parse_robot
 from refinevla_bench.policies.protocol import (
     PROPRIO_KEYS,
     EpisodeKey,
@@ -76,7 +76,7 @@ class Pi0Policy:
             )
         self.conventions = PolicyConventions(
             rotation=chosen_rotation,
-            gripper="absolute" if chosen_robot == "widowx" else "relative",
+            gripper=controller_gripper(chosen_robot),
             image_size=None,  # the runner resizes keeping the aspect and pads, as PI0 trains
             robot=chosen_robot,
         )

@@ -9,14 +9,29 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from refinevla_bench.harness.choices import one_of
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.policies.adapters.framework import family_environment_fix
+from refinevla_bench.policies.adapters.robots import controller_gripper
+from refinevla_bench.policies.protocol import PolicyConventions, Robot
 
 if TYPE_CHECKING:
     import torch
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+IMAGE_SIZE = (224, 224)
 DETAIL_LIMIT = 300  # characters of a foreign exception kept in a one-line error
 
 Loaded = TypeVar("Loaded")
+
+
+def remote_vla_conventions(robot: Robot | None) -> PolicyConventions:
+    """OpenVLA and SpatialVLA as SimplerEnv evaluates them: roll/pitch/yaw deltas, 224x224
+    images resized with OpenCV's INTER_AREA (the harness's `area`, PIL's BOX filter)."""
+    return PolicyConventions(
+        rotation="roll_pitch_yaw",
+        gripper=controller_gripper(robot),
+        image_size=IMAGE_SIZE,
+        resize="area",
+        robot=robot,
+    )
 
 
 def require_trusted(checkpoint: str, trust_remote_code: bool, family: str) -> None:

@@ -30,6 +30,7 @@ from refinevla_bench.policies.adapters.framework import import_framework
 from refinevla_bench.policies.adapters.remote_checkpoints import (
     load_remote_model,
     pick_dtype,
+    remote_vla_conventions,
     require_trusted,
     rows_by_length,
     run_checkpoint_code,
@@ -42,7 +43,6 @@ from refinevla_bench.policies.adapters.spatialvla_decoding import (
 )
 from refinevla_bench.policies.protocol import ACTION_DIM, ObservationBatch, PolicyConventions
 
-IMAGE_SIZE = (224, 224)
 TOKENS_PER_ACTION = 3  # translation, rotation, gripper
 # What the processor makes per row; anything else it returns (the camera intrinsics of the
 # statistics key) is the same for every row.
@@ -55,9 +55,7 @@ class SpatialVLAPolicy:
     chunk ensembling and gripper handling."""
 
     # A placeholder for `policies list`: each instance declares its robot's gripper mode.
-    conventions: PolicyConventions = PolicyConventions(
-        rotation="roll_pitch_yaw", gripper="absolute", image_size=IMAGE_SIZE, resize="area"
-    )
+    conventions: PolicyConventions = remote_vla_conventions(None)
     # Chunks are ensembled across steps on every robot.
     stateless = False
 
@@ -72,13 +70,7 @@ class SpatialVLAPolicy:
     ) -> None:
         parsed = parse_robot(robot)
         require_trusted(checkpoint, trust_remote_code, "spatialvla")
-        self.conventions = PolicyConventions(
-            rotation="roll_pitch_yaw",
-            gripper="absolute" if parsed == "widowx" else "relative",
-            image_size=IMAGE_SIZE,
-            resize="area",
-            robot=parsed,
-        )
+        self.conventions = remote_vla_conventions(parsed)
         import_framework("torch", "spatialvla")
         import_framework("transformers", "spatialvla")
         from PIL import Image
