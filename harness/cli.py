@@ -16,6 +16,7 @@ from rich.table import Table
 from refinevla_bench import __version__
 from refinevla_bench.harness.assets.commands import assets_app
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend, resolve_device
+from refinevla_bench.harness.cli_options import PolicyArgs
 from refinevla_bench.harness.collect_command import collect as collect_command
 from refinevla_bench.harness.doctor import run_doctor
 from refinevla_bench.harness.errors import (
@@ -155,10 +156,7 @@ def run(
     policy: Annotated[
         str, typer.Option(help="Registered policy name (see `policies list`).")
     ] = "zero",
-    policy_arg: Annotated[
-        list[str] | None,
-        typer.Option("--policy-arg", help="Policy option KEY=VALUE (repeatable)."),
-    ] = None,
+    policy_arg: PolicyArgs = None,
     seeds: Annotated[
         str, typer.Option(help="Comma-separated seeds; each repeats the task grid.")
     ] = "0,1,2",

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend, resolve_device
+from refinevla_bench.harness.cli_options import PolicyArgs
 from refinevla_bench.harness.collect import (
     Demonstration,
     DemonstrationRecorder,
@@ -60,9 +61,7 @@ def collect(
     episodes: Annotated[int, typer.Option(min=1, help="How many episodes to plan.")],
     suite: Annotated[str, typer.Option(help=f"Suite: {', '.join(SUITES)}.")] = "widowx",
     policy: Annotated[str, typer.Option(help="Registered policy that acts.")] = "scripted",
-    policy_arg: Annotated[
-        list[str] | None, typer.Option("--policy-arg", help="Policy option KEY=VALUE.")
-    ] = None,
+    policy_arg: PolicyArgs = None,
     tasks: Annotated[
         str | None, typer.Option(help="Comma-separated task names (default: all).")
     ] = None,

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from refinevla_bench.harness.cli_options import PolicyArgs
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.policies.conformance import ConformanceReport, PolicyFactory, check_policy
 from refinevla_bench.policies.registry import (
@@ -68,10 +69,7 @@ def render_report(name: str, report: ConformanceReport) -> Table:
 
 def policies_check(
     name: Annotated[str, typer.Argument(help="Registered policy name (see `policies list`).")],
-    policy_arg: Annotated[
-        list[str] | None,
-        typer.Option("--policy-arg", help="Policy option KEY=VALUE (repeatable)."),
-    ] = None,
+    policy_arg: PolicyArgs = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic episodes.")] = 0,
     batch: Annotated[int, typer.Option(min=2, help="Parallel episodes per act() call.")] = 3,
 ) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from refinevla_bench.harness.cli_options import PolicyArgs
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.policies.protocol import Policy
 from refinevla_bench.policies.registry import create_policy, parse_policy_args
@@ -21,10 +22,7 @@ err_console = Console(stderr=True)
 
 def serve(
     policy: Annotated[str, typer.Option(help="Registered policy to serve.")],
-    policy_arg: Annotated[
-        list[str] | None,
-        typer.Option("--policy-arg", help="Policy option KEY=VALUE (repeatable)."),
-    ] = None,
+    policy_arg: PolicyArgs = None,
     host: Annotated[
         str, typer.Option(help="Address to listen on; loopback unless you mean to expose it.")
     ] = "127.0.0.1",
