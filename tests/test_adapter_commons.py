@@ -42,6 +42,8 @@ def test_statistics_are_picked_by_name_or_alone_and_ambiguity_is_refused() -> No
     assert pick_statistics({"bridge_orig": 1}, None, "ckpt") == ("bridge_orig", 1)
     both = {"bridge_orig": 1, "fractal20220817_data": 2}
     assert pick_statistics(both, "fractal20220817_data", "ckpt")[1] == 2
+    assert pick_statistics(both, None, "ckpt", default="bridge_orig")[1] == 1
+    assert pick_statistics({"kuka": 3}, None, "ckpt", default="bridge_orig") == ("kuka", 3)
     with pytest.raises(HarnessError, match="holds statistics for bridge_orig, fractal"):
         pick_statistics(both, None, "ckpt")
     with pytest.raises(HarnessError, match="no statistics 'kuka'"):

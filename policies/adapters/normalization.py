@@ -78,9 +78,15 @@ def unnormalize_mean_std(normalized: npt.ArrayLike, stats: MeanStdStatistics) ->
 
 
 def pick_statistics(
-    available: Mapping[str, object], wanted: str | None, checkpoint: str
+    available: Mapping[str, object],
+    wanted: str | None,
+    checkpoint: str,
+    default: str | None = None,
 ) -> tuple[str, object]:
-    """The statistics entry a checkpoint holds under `wanted`, or its only one when unnamed."""
+    """The statistics entry a checkpoint holds under `wanted`; unnamed, the `default` entry (the
+    robot's SimplerEnv choice) when the checkpoint has it, else its only one."""
+    if wanted is None and default is not None and default in available:
+        wanted = default
     if wanted is None:
         if len(available) == 1:
             return next(iter(available.items()))

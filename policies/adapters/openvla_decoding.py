@@ -58,9 +58,7 @@ def select_unnorm_key(
 ) -> str:
     """`wanted` when given; else the robot's SimplerEnv default when the checkpoint has it;
     else the checkpoint's only statistics (several: refused, naming them)."""
-    if wanted is None and DEFAULT_UNNORM_KEYS[robot] in norm_stats:
-        wanted = DEFAULT_UNNORM_KEYS[robot]
-    key, _ = pick_statistics(norm_stats, wanted, checkpoint)
+    key, _ = pick_statistics(norm_stats, wanted, checkpoint, default=DEFAULT_UNNORM_KEYS[robot])
     return key
 
 

@@ -44,9 +44,7 @@ def select_unnorm_key(
 ) -> str:
     """`wanted` when given; else the robot's SimplerEnv default when the processor has it;
     else the processor's only statistics (several: refused, naming them)."""
-    if wanted is None and DEFAULT_UNNORM_KEYS[robot] in statistics:
-        wanted = DEFAULT_UNNORM_KEYS[robot]
-    key, _ = pick_statistics(statistics, wanted, checkpoint)
+    key, _ = pick_statistics(statistics, wanted, checkpoint, default=DEFAULT_UNNORM_KEYS[robot])
     return key
 
 
