@@ -4,9 +4,13 @@ Upstream SimplerEnv rebuilds the environment for every episode and runs episodes
 another. The harness builds each task's environment once and reuses it. Both loops here go
 through the same backend, policy and action conversion; only the rebuild differs. Reported:
 episodes per minute for each, their ratio, and the share of wall time spent outside
-`env.step` and the policy (building, resetting, bookkeeping).
+`env.step` and the policy (building, resetting, bookkeeping). With `--num-envs N` (GPU
+simulation) the harness also runs N episodes at once, against its own one-at-a-time loop.
+Episodes come from the task's first variant (one environment build).
 
     python benchmarks/runner_throughput.py --task carrot_on_plate --episodes 8 --policy random
+    python benchmarks/runner_throughput.py --suite google_robot_vm \
+        --task pick_coke_can_horizontal --episodes 8 --policy scripted
 """
 
 from __future__ import annotations
@@ -75,19 +79,24 @@ def _outcome(record: EpisodeRecord) -> tuple[int, bool, bool, int]:
 
 
 def harness_loop(
-    backend: ManiSkillBackend, suite: SuiteSpec, task: TaskSpec, policy: Policy, ids: list[int]
+    backend: ManiSkillBackend,
+    suite: SuiteSpec,
+    task: TaskSpec,
+    policy: Policy,
+    ids: list[int],
+    num_envs: int = 1,
 ) -> LoopResult:
     steps, acting = Clock(), Clock()
     acting.wrap(policy, "act")
     started = time.perf_counter()
-    with backend.open_task(task, privileged=wants_privileged_state(policy)) as env:
+    privileged = wants_privileged_state(policy)
+    with backend.open_task(task, num_envs=num_envs, privileged=privileged) as env:
         steps.wrap(env, "step")
         records = list(run_task(env, suite, policy, ids, seed=0))
     wall = time.perf_counter() - started
     outcomes = tuple(_outcome(record) for record in records)
-    return LoopResult(
-        "harness (env reused)", len(ids), wall, steps.seconds, acting.seconds, outcomes
-    )
+    name = "harness (env reused)" if num_envs == 1 else f"harness, {num_envs} envs at once"
+    return LoopResult(name, len(ids), wall, steps.seconds, acting.seconds, outcomes)
 
 
 def upstream_style_loop(
@@ -132,6 +141,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"per-episode success, grasp and steps identical: {report['same_results']})",
         "",
     ]
+    if "parallel_speedup" in report:
+        lines += [
+            f"{report['num_envs']} envs at once vs one at a time: "
+            f"**{report['parallel_speedup']:.2f}x**",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -144,16 +159,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--policy", default="random")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-envs", type=int, default=1, help="also run N at once (GPU)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
 
     suite = get_suite(args.suite)
     task = suite.select_tasks([args.task])[0]
     backend = ManiSkillBackend(suite, assets_root(), resolve_device(args.device))
-    ids = list(task.episode_ids[: args.episodes])
+    ids = [i for i in task.episode_ids if task.variant_index(i) == 0][: args.episodes]
+
+    def policy() -> Policy:
+        return create_policy(args.policy, robot=suite.robot)
+
     # upstream-style first: any one-off warm-up cost lands on the baseline, not on the harness
-    upstream = upstream_style_loop(backend, suite, task, create_policy(args.policy), ids)
-    harness = harness_loop(backend, suite, task, create_policy(args.policy), ids)
+    upstream = upstream_style_loop(backend, suite, task, policy(), ids)
+    harness = harness_loop(backend, suite, task, policy(), ids)
+    parallel = (
+        harness_loop(backend, suite, task, policy(), ids, args.num_envs)
+        if args.num_envs > 1
+        else None
+    )
     report = {
         "command": " ".join(["python", "benchmarks/runner_throughput.py", *sys.argv[1:]]),
         "suite": suite.name,
@@ -170,11 +195,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "episodes_per_minute": loop.episodes_per_minute,
                 "overhead_share": loop.overhead_share,
             }
-            for loop in (harness, upstream)
+            for loop in (harness, upstream, *([parallel] if parallel else []))
         ],
         "speedup": harness.episodes_per_minute / upstream.episodes_per_minute,
         "same_results": harness.outcomes == upstream.outcomes,
     }
+    if parallel is not None:
+        report["num_envs"] = args.num_envs
+        report["parallel_speedup"] = parallel.episodes_per_minute / harness.episodes_per_minute
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"runner_throughput-{suite.name}-{backend.device}"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")

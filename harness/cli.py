@@ -158,8 +158,13 @@ def run(
     ] = "zero",
     policy_arg: PolicyArgs = None,
     seeds: Annotated[
-        str, typer.Option(help="Comma-separated seeds; each repeats the task grid.")
-    ] = "0,1,2",
+        str | None,
+        typer.Option(
+            help="Comma-separated seeds; each repeats the task grid "
+            "(default: the suite's, 0,1,2 on WidowX, 0 on Google Robot).",
+            show_default=False,
+        ),
+    ] = None,
     episodes: Annotated[
         int | None, typer.Option(min=1, help="Run only the first N episodes of each task's grid.")
     ] = None,
@@ -191,7 +196,7 @@ def run(
     spec = get_suite(suite)
     mode = check_success_mode(success_mode)
     selected = spec.select_tasks(_split_tasks(tasks))
-    seed_list = parse_seeds(seeds)
+    seed_list = parse_seeds(seeds) if seeds is not None else list(spec.default_seeds)
     options = parse_policy_args(policy_arg or [])
     the_policy = create_policy(policy, options, robot=spec.robot)
     backend = _open_backend(spec, device, verbose)

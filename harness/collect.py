@@ -128,18 +128,24 @@ def collect_demonstrations(
     num_envs: int = 1,
     listener: EpisodeObserver | None = None,
 ) -> None:
-    """Run the planned episodes task by task, one environment per task, recording privileged
+    """Run the planned episodes task by task, one environment per task variant, recording privileged
     state whatever the policy (the runner hides it from policies that did not ask for it)."""
     observer = _Both(recorder, listener) if listener is not None else recorder
     for task in suite.tasks:
         mine = [(episode_id, seed) for spec, episode_id, seed in planned if spec == task]
         if not mine:
             continue
-        with backend.open_task(task, num_envs=num_envs, privileged=True) as env:
-            for seed in sorted({seed for _, seed in mine}):
-                ids = [episode_id for episode_id, other in mine if other == seed]
-                for _ in run_task(env, suite, policy, ids, seed, "truncation", observer):
-                    pass
+        for variant in task.variants:
+            own = [(i, seed) for i, seed in mine if task.variant_of(i) == variant]
+            if not own:
+                continue
+            with backend.open_task(
+                task, num_envs=num_envs, privileged=True, variant=variant
+            ) as env:
+                for seed in sorted({seed for _, seed in own}):
+                    ids = [episode_id for episode_id, other in own if other == seed]
+                    for _ in run_task(env, suite, policy, ids, seed, "truncation", observer):
+                        pass
 
 
 class _Both:

@@ -135,12 +135,20 @@ def evaluate(
         if not task_work:
             continue
         listener.task_started(task, sum(len(item.episode_ids) for item in task_work))
-        with backend.open_task(task, num_envs=num_envs, privileged=privileged) as env:
-            for item in task_work:
-                for _ in run_task(
-                    env, suite, policy, item.episode_ids, item.seed, success_mode, fanout
-                ):
-                    pass
+        for variant in task.variants:  # one environment per variant, reused across seeds
+            variant_work = [
+                (item.seed, ids)
+                for item in task_work
+                if (ids := [i for i in item.episode_ids if task.variant_of(i) == variant])
+            ]
+            if not variant_work:
+                continue
+            with backend.open_task(
+                task, num_envs=num_envs, privileged=privileged, variant=variant
+            ) as env:
+                for seed, ids in variant_work:
+                    for _ in run_task(env, suite, policy, ids, seed, success_mode, fanout):
+                        pass
     records = [*previous, *fanout.records]
     run_dir.write_summary(
         records,

@@ -22,6 +22,7 @@ class EpisodeRecord:
     seconds: float
     error: str | None = None
     rationales: tuple[str, ...] | None = None  # per step, from policies that reason aloud
+    variant: str | None = None  # the environment variant, for tasks averaged over several
 
     def to_json(self) -> dict[str, object]:
         payload = asdict(self)
@@ -29,6 +30,8 @@ class EpisodeRecord:
             del payload["rationales"]  # lines of non-reasoning policies stay as they were
         else:
             payload["rationales"] = list(self.rationales)
+        if self.variant is None:
+            del payload["variant"]
         return payload
 
 

@@ -74,6 +74,7 @@ class _Row:
     finished: Termination | None = None
     error: str | None = None
     rationales: list[str] = field(default_factory=list)
+    variant: str | None = None
 
     def record(self, suite: str, mode: SuccessMode) -> EpisodeRecord:
         scored = self.ever_succeeded if mode == "accumulate" else self.success
@@ -90,6 +91,7 @@ class _Row:
             seconds=round(time.perf_counter() - self.started, 3),
             error=self.error,
             rationales=tuple(self.rationales) if self.rationales else None,
+            variant=self.variant,
         )
 
 
@@ -147,6 +149,21 @@ def _asked_to_stop(policy: Policy, rows: list[_Row]) -> list[bool]:
     return [bool(flag) for flag in flags]
 
 
+def _advance_subtasks(env: TaskEnvironment, rows: list[_Row], stopping: list[bool]) -> list[bool]:
+    """SimplerEnv's evaluator: a terminate before the last subtask starts the next subtask
+    (before the step runs) instead of ending the episode. Returns who really stops."""
+    if not any(stopping):
+        return stopping
+    final = env.is_final_subtask()
+    advance = [
+        stop and row.finished is None and not bool(is_final)
+        for stop, row, is_final in zip(stopping, rows, final, strict=True)
+    ]
+    if any(advance):
+        env.advance_to_next_subtask(np.array(advance))
+    return [stop and not moved for stop, moved in zip(stopping, advance, strict=True)]
+
+
 def _fail(rows: list[_Row], reason: str) -> None:
     for row in rows:
         if row.finished is None:
@@ -195,8 +212,9 @@ def run_batch(
     real = len(episode_ids)
     padded = [int(i) for i in episode_ids] + [int(episode_ids[0])] * (env.num_envs - real)
     observation = env.reset(padded, seed=seed)
+    variant = env.variant.name if len(env.task.variants) > 1 else None
     rows = [
-        _Row(key, instruction)
+        _Row(key, instruction, variant=variant)
         for key, instruction in zip(observation.episodes, observation.instructions, strict=True)
     ]
     try:
@@ -213,7 +231,7 @@ def run_batch(
         if raw is None:
             break
         _keep_rationales(policy, rows)
-        stopping = _asked_to_stop(policy, rows)
+        stopping = _advance_subtasks(env, rows, _asked_to_stop(policy, rows))
         if observer is not None:
             observer.actions(observation.episodes[:real], raw[:real])
         commands = _controller_commands(raw, rows, hold, policy, suite)

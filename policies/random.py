@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from refinevla_bench.policies.adapters.robots import controller_gripper, parse_robot
 from refinevla_bench.policies.protocol import (
     ACTION_DIM,
     EpisodeKey,
@@ -25,11 +25,20 @@ def episode_rng(seed: int, episode: EpisodeKey) -> np.random.Generator:
 
 class RandomPolicy:
     """Uniform translation (+-max_translation m), axis-angle rotation (+-max_rotation rad) and
-    a random open/close gripper; each episode draws from its own seeded generator."""
+    a random open/close gripper (in the robot's own gripper convention); each episode draws
+    from its own seeded generator."""
 
-    conventions: ClassVar[PolicyConventions] = PolicyConventions()
+    conventions = PolicyConventions()
 
-    def __init__(self, seed: int = 0, max_translation: float = 0.02, max_rotation: float = 0.1):
+    def __init__(
+        self,
+        seed: int = 0,
+        max_translation: float = 0.02,
+        max_rotation: float = 0.1,
+        robot: str | None = None,
+    ):
+        if robot is not None:
+            self.conventions = PolicyConventions(gripper=controller_gripper(parse_robot(robot)))
         self.seed = seed
         self.max_translation = max_translation
         self.max_rotation = max_rotation

@@ -5,11 +5,14 @@ with another asset root, so one fresh interpreter runs `_probe` and the sim test
 JSON report. The success rule's pure pieces are tested directly on synthetic tensors.
 
 Upstream facts checked (ManiSkill2_real2sim envs/custom_scenes/grasp_single_in_scene.py,
-base_env.py, agents/robots/googlerobot.py; SimplerEnv rt1_pick_coke_can_visual_matching.sh).
+base_env.py, agents/robots/googlerobot.py; SimplerEnv rt1_pick_coke_can_visual_matching.sh,
+pick_coke_can_variant_agg.sh). The variant-aggregation (VA) settings run in a second fresh
+interpreter (`_variant_probe`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -20,7 +23,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from refinevla_bench.harness.backends.google_robot import lift_success
+from refinevla_bench.harness.assets.store import MARKER_NAME
+from refinevla_bench.harness.backends.google_robot import contacts, lift_success
+from refinevla_bench.harness.suites.google_robot import COKE_CAN_CAMERA_VA, COKE_CAN_VA
 from tests.support import REPO_ROOT, run_sim_script
 
 ORIENTATIONS = ("horizontal", "vertical", "standing")
@@ -32,8 +37,16 @@ CAN_SIDE = 0.0322
 CAN_BOTTOM = 0.0690
 SCRIPT = (
     f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-    "from tests.test_google_robot_coke_can import _probe; print(json.dumps(_probe(sys.argv[1])))"
+    "from tests.test_google_robot_coke_can import {probe}; "
+    "print(json.dumps({probe}(sys.argv[1])))"
 )
+# VA runs: the can at grid episode 20 = (-0.12, -0.02), where seed 0 drops the default
+# distractors apart from each other, so each one rests where it was drawn
+VA_EPISODE = 20
+VA_CAN_XY = (-0.12, -0.02)
+VA_SEED = 0
+MODELS = Path("custom/models")
+SPOON = "bridge_spoon_generated_modified"
 
 
 def _probe(assets: str) -> dict[str, Any]:
@@ -44,7 +57,7 @@ def _probe(assets: str) -> dict[str, Any]:
     import_maniskill(maniskill_asset_dir(Path(assets)))
     import gymnasium as gym
 
-    from refinevla_bench.harness.backends.google_robot import agent, pick_coke_can
+    from refinevla_bench.harness.backends.google_robot import agent, pick_coke_can, scene
     from refinevla_bench.harness.backends.google_robot.green_screen import load_overlay
 
     def pose(actor: Any) -> list[float]:
@@ -84,9 +97,7 @@ def _probe(assets: str) -> dict[str, Any]:
 
         camera = observation["sensor_data"][agent.CAMERA_UID]
         rgb, segmentation = image(observation), camera["segmentation"][0, ..., 0].numpy()
-        overlay = load_overlay(
-            Path(assets) / pick_coke_can.REAL2SIM_DIR / pick_coke_can.OVERLAY, 640, 512
-        )
+        overlay = load_overlay(Path(assets) / scene.REAL2SIM_DIR / pick_coke_can.OVERLAY, 640, 512)
         robot_ids = [int(link.per_scene_id[0]) for link in u.agent.robot.links]
         robot_mask = np.isin(segmentation, robot_ids)
         can_mask = segmentation == int(u.can.per_scene_id[0])
@@ -153,10 +164,151 @@ def _lift_to(u: Any, gain: float) -> dict[str, bool]:
     }
 
 
+def _variant_probe(assets: str) -> dict[str, Any]:
+    """Runs in a fresh interpreter: every VA variant of the suite (and camera variant) built,
+    reset at episode VA_EPISODE with seed VA_SEED and stepped once, with what the VA tests
+    check."""
+    from refinevla_bench.harness.backends.maniskill import import_maniskill
+    from refinevla_bench.harness.paths import maniskill_asset_dir
+
+    import_maniskill(maniskill_asset_dir(Path(assets)))
+    import gymnasium as gym
+    import sapien
+
+    from refinevla_bench.harness.backends.google_robot import (
+        agent,
+        contacts,
+        distractors,
+        pick_coke_can,
+    )
+
+    def pose(entity: Any) -> list[float]:
+        return [*entity.pose.p[0].tolist(), *entity.pose.q[0].tolist()]
+
+    def lowest_point(actor: Any) -> float:
+        """The lowest collision-mesh vertex of a distractor, in the world."""
+        mesh = Path(assets) / "real2sim" / "data" / MODELS / actor.name / "collision.obj"
+        vertices = np.asarray(
+            [line.split()[1:4] for line in mesh.read_text().splitlines() if line.startswith("v ")],
+            dtype=np.float64,
+        )
+        rotation = Rotation.from_quat(actor.pose.q[0].numpy(), scalar_first=True)
+        return float((rotation.apply(vertices)[:, 2] + actor.pose.p[0, 2].item()).min())
+
+    def lights(u: Any) -> list[list[list[float]]]:
+        """(direction, colour) of every directional light, in the order added."""
+        found = []
+        for entity in u.scene.sub_scenes[0].entities:
+            for component in entity.components:
+                if isinstance(component, sapien.render.RenderDirectionalLightComponent):
+                    matrix = component.entity_pose.to_transformation_matrix()
+                    found.append([matrix[:3, 0].tolist(), [float(c) for c in component.color]])
+        return found
+
+    def refusal(**kwargs: Any) -> str:
+        """The error of a bad variant kwarg (raised before any simulator work)."""
+        try:
+            gym.make(pick_coke_can.ENV_ID, assets_root=Path(assets), **kwargs)
+        except Exception as error:  # a HarnessError naming the known choices
+            return f"{type(error).__name__}: {error}"
+        return "accepted"
+
+    def refusal_to_draw(can_xy: np.ndarray) -> str:
+        try:
+            distractors.draw_xy(np.random.RandomState(0), can_xy)
+        except Exception as error:  # a HarnessError: nowhere far enough from the can
+            return f"{type(error).__name__}: {error}"
+        return "drawn"
+
+    def draws(episode: int) -> list[list[float]]:
+        """Six draws from one generator seeded with the episode id, around its can xy."""
+        rng, can_xy = np.random.RandomState(episode), np.asarray(pick_coke_can.grid_xy(episode))
+        return [distractors.draw_xy(rng, can_xy).tolist() for _ in range(6)]
+
+    grid = range(pick_coke_can.GRID_SIZE**2)
+    report: dict[str, Any] = {
+        "sets": {name: list(distractors.model_ids(name)) for name in distractors.SETS},
+        "refusals": [
+            refusal(distractors="less"),
+            refusal(lighting="dim"),
+            refusal(camera="alt_3"),
+            refusal_to_draw(np.asarray([-0.30, 0.20])),
+        ],
+        "orientation": list(pick_coke_can.ORIENTATIONS["horizontal"]),
+        "grid": [list(pick_coke_can.grid_xy(episode)) for episode in grid],
+        "draws": [draws(episode) for episode in grid],
+        "runs": {},
+    }
+    for name, kwargs in _suite_variants().items():
+        env = gym.make(
+            pick_coke_can.ENV_ID,
+            obs_mode="rgb+segmentation",
+            sim_backend="physx_cpu",
+            render_backend="cpu",
+            assets_root=Path(assets),
+            **kwargs,
+        )
+        u: Any = env.unwrapped
+        observation, _ = env.reset(seed=VA_SEED, options={"episode_id": [VA_EPISODE]})
+        joints = [joint.name for joint in u.agent.robot.get_active_joints()]
+        entry: dict[str, Any] = {
+            "green_screen": u.green_screen,
+            "stage": u.stage_path.name,
+            "can": pose(u.can),
+            "robot": pose(u.agent.robot),
+            "head_tilt": u.agent.robot.get_qpos()[0, joints.index("joint_head_tilt")].item(),
+            "camera": pose(u.agent.robot.links_map["link_camera"]),
+            "brightness": observation["sensor_data"][agent.CAMERA_UID]["rgb"].float().mean().item(),
+            "ambient": [float(c) for c in u.scene.ambient_light],
+            "lights": lights(u),
+            "distractors": {actor.name: pose(actor) for actor in u.distractors},
+            "lowest": {actor.name: lowest_point(actor) for actor in u.distractors},
+            "privileged": {key: list(value.shape) for key, value in u.privileged_state().items()},
+        }
+        env.step(None)
+        entry["stepped"] = True
+        if name == "distractors":
+            entry["on_sponge"] = _rest_can_on(u, "sponge", contacts)
+        report["runs"][name] = entry
+        env.close()
+    return report
+
+
+def _suite_variants() -> dict[str, dict[str, Any]]:
+    """The coke can's VA and camera variants as the suite passes them (name -> kwargs)."""
+    return {variant.name: variant.kwargs for variant in (*COKE_CAN_VA, *COKE_CAN_CAMERA_VA)}
+
+
+def _rest_can_on(u: Any, model_id: str, contacts: Any) -> dict[str, Any]:
+    """Slide distractor `model_id` under the can, set the can on it and evaluate."""
+    from mani_skill.utils.structs.pose import Pose
+
+    distractor = next(actor for actor in u.distractors if actor.name == model_id)
+    thickness = 2 * (distractor.pose.p[0, 2].item() - TABLE_TOP)
+    under = u.can.pose.p.clone()
+    under[:, 2] = distractor.pose.p[:, 2]
+    distractor.set_pose(Pose.create_from_pq(under, distractor.pose.q))
+    above = u.can.pose.p.clone()
+    above[:, 2] = u.settled_height + thickness
+    u.can.set_pose(Pose.create_from_pq(above, u.can.pose.q))
+    for actor in (distractor, u.can):
+        actor.set_linear_velocity(torch.zeros(1, 3))
+        actor.set_angular_velocity(torch.zeros(1, 3))
+    for _ in range(5):
+        u.scene.step()
+    result = u.evaluate()
+    return {
+        "gain": (u.can.pose.p[0, 2] - u.settled_height[0]).item(),
+        "touching": bool(u.touches_other_than_robot()[0]),
+        "touching_distractor": bool(contacts.touches_any(u.scene, u.can, [distractor])[0]),
+        "success": bool(result["success"][0]),
+    }
+
+
 @pytest.fixture(scope="module")
 def probe(google_robot_assets: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(SCRIPT, str(google_robot_assets))
+    report: dict[str, Any] = run_sim_script(SCRIPT.format(probe="_probe"), str(google_robot_assets))
     print(f"\ncoke can probe {time.perf_counter() - started:.0f} s")
     return report
 
@@ -280,6 +432,211 @@ def test_reset_options_move_the_robot_and_pick_the_orientation(probe: dict[str, 
     assert probe["bad_orientation"].startswith("HarnessError: unknown coke can orientation")
 
 
+# ---- variant aggregation --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def variant_probe(google_robot_assets: Path) -> dict[str, Any]:
+    """The VA probe on the suite's assets as `assets fetch --from` installs them: where the
+    copy lacks upstream's bridge_spoon_generated_modified (the "more" set's spoon), a box of
+    its database bounding box, listed as a stand-in."""
+    started = time.perf_counter()
+    report: dict[str, Any] = run_sim_script(
+        SCRIPT.format(probe="_variant_probe"), str(google_robot_assets)
+    )
+    print(f"\ncoke can VA probe {time.perf_counter() - started:.0f} s")
+    return report
+
+
+def test_a_missing_upstream_model_is_installed_as_a_flagged_box(google_robot_assets: Path) -> None:
+    data = google_robot_assets / "real2sim" / "data"
+    marker = json.loads((data / MARKER_NAME).read_text())
+    listed = {entry["path"] for entry in marker["standins"]}
+    assert f"real2sim/data/{MODELS}/{SPOON}/collision.obj" in listed
+    mesh = (data / MODELS / SPOON / "collision.obj").read_text().splitlines()
+    vertices = np.array([[float(v) for v in line.split()[1:]] for line in mesh if line[:2] == "v "])
+    # info_pick_custom_v0.json: bbox (+-0.0173, +-0.05, +-0.013021)
+    assert vertices.max(axis=0) == pytest.approx([0.0173, 0.05, 0.013021])
+    assert vertices.min(axis=0) == pytest.approx([-0.0173, -0.05, -0.013021])
+
+
+def _upstream_distractor_xy(seed: int, can_xy: tuple[float, float], count: int) -> np.ndarray:
+    """grasp_single_in_scene.py: can xy + uniform(-0.3, 0.3), clipped to [-0.50, -0.10] x
+    [0.05, 0.35], drawn again until more than 0.25 m from the can; one after another."""
+    rng, centre = np.random.RandomState(seed), np.asarray(can_xy)
+    drawn: list[np.ndarray] = []
+    while len(drawn) < count:
+        xy = np.clip(centre + rng.uniform(-0.3, 0.3, 2), [-0.50, 0.05], [-0.10, 0.35])
+        if np.linalg.norm(xy - centre) > 0.25:
+            drawn.append(xy)
+    return np.asarray(drawn)
+
+
+def _pitch(pose: list[float]) -> float:
+    """How far the camera's optical axis (its z: OpenCV frame) points below the horizon."""
+    forward = Rotation.from_quat(pose[3:], scalar_first=True).apply([0.0, 0.0, 1.0])
+    return float(math.asin(-forward[2]))
+
+
+def test_the_suites_va_variants_are_upstreams_nine_plus_two_cameras() -> None:
+    """pick_coke_can_variant_agg.sh with calc_metrics_evaluation_videos.py: base; the two
+    alt_background scenes; slightly darker / brighter lighting; the distractor env with the
+    "less" and "more" sets; the two Baked_..._h870 table scenes; all without an overlay. The
+    two AltGoogleCamera envs are run but not averaged."""
+    expected = {
+        "base": {},
+        "alt_background": {"scene_name": "google_pick_coke_can_1_v4_alt_background"},
+        "alt_background_2": {"scene_name": "google_pick_coke_can_1_v4_alt_background_2"},
+        "darker_lighting": {"lighting": "darker"},
+        "brighter_lighting": {"lighting": "brighter"},
+        "distractors": {"distractors": "default"},
+        "more_distractors": {"distractors": "more"},
+        "table_texture_1": {"scene_name": "Baked_sc1_staging_objaverse_cabinet1_h870"},
+        "table_texture_2": {"scene_name": "Baked_sc1_staging_objaverse_cabinet2_h870"},
+        "alt_camera": {"camera": "alt_1"},
+        "alt_camera_2": {"camera": "alt_2"},
+    }
+    assert _suite_variants() == {
+        name: {"overlay": None, **kwargs} for name, kwargs in expected.items()
+    }
+    assert [variant.name for variant in COKE_CAN_CAMERA_VA] == ["alt_camera", "alt_camera_2"]
+
+
+@pytest.mark.sim
+def test_distractor_sets_are_upstreams_and_bad_choices_fail_early(
+    variant_probe: dict[str, Any],
+) -> None:
+    """GraspSingleOpenedCokeCanDistractorInScene-v0: distractor_config "less" (here "default")
+    and "more"; an unknown set, lighting or camera is a HarnessError naming the known ones;
+    where no distractor position qualifies (upstream would draw forever) so is the draw."""
+    assert variant_probe["sets"] == {
+        "none": [],
+        "default": ["opened_pepsi_can", "apple", "sponge", "orange"],
+        "more": [
+            "opened_7up_can",
+            "opened_sprite_can",
+            "sponge",
+            "orange",
+            "opened_fanta_can",
+            "bridge_spoon_generated_modified",
+        ],
+    }
+    expected = (
+        "HarnessError: unknown distractor set 'less'",
+        "HarnessError: unknown coke can lighting 'dim'",
+        "HarnessError: unknown coke can camera 'alt_3'",
+        "HarnessError: no distractor position lies more than 0.25 m from a can at [-0.3, 0.2]",
+    )
+    for refusal, start in zip(variant_probe["refusals"], expected, strict=True):
+        assert refusal.startswith(start)
+
+
+@pytest.mark.sim
+def test_distractor_draws_follow_upstreams_rule(variant_probe: dict[str, Any]) -> None:
+    """Over the whole can grid, six draws from one generator equal upstream's sequence: each
+    in the clip box and more than 0.25 m from the can."""
+    for episode, (can_xy, drawn) in enumerate(
+        zip(variant_probe["grid"], variant_probe["draws"], strict=True)
+    ):
+        np.testing.assert_allclose(drawn, _upstream_distractor_xy(episode, can_xy, 6))
+        assert (np.linalg.norm(np.subtract(drawn, can_xy), axis=1) > 0.25).all()
+
+
+@pytest.mark.sim
+def test_every_variant_builds_resets_and_steps(variant_probe: dict[str, Any]) -> None:
+    """Each VA and camera variant: no green screen, its stage, the VM robot pose and can grid
+    (the can settles on the table at the episode's xy), one step, the expert's keys."""
+    variants = _suite_variants()
+    assert set(variant_probe["runs"]) == set(variants)
+    for name, entry in variant_probe["runs"].items():
+        assert entry["stepped"] and entry["green_screen"] is False, name
+        scene_name = variants[name].get("scene_name", "google_pick_coke_can_1_v4")
+        assert entry["stage"] == f"{scene_name}.glb", name
+        assert entry["robot"][:2] == pytest.approx([0.35, 0.20], abs=1e-6), name
+        np.testing.assert_allclose(entry["can"][:2], VA_CAN_XY, atol=0.01, err_msg=name)
+        assert entry["can"][2] == pytest.approx(TABLE_TOP + CAN_SIDE, abs=0.002), name
+        privileged = entry["privileged"]
+        assert privileged["tcp_pose"] == [1, 7] and privileged["source_pose"] == [1, 7]
+        assert privileged["source_grasped"] == [1]
+
+
+@pytest.mark.sim
+def test_lighting_setups_are_upstreams(variant_probe: dict[str, Any]) -> None:
+    """grasp_single_in_scene.py `_setup_lighting`: ambient 0.3 always; default (0, 0, -1) 2.2,
+    (-1, -0.5, -1) 0.7, (1, 1, -1) 0.7; slightly darker (1, 1, -1) 0.8, (0, 0, -1) 0.8;
+    slightly brighter (0, 0, -1) 3.6, (-1, -0.5, -1) 1.3, (1, 1, -1) 1.3. The camera image
+    gets darker and brighter in that order."""
+    setups: dict[str, list[tuple[tuple[float, float, float], float]]] = {
+        "base": [((0, 0, -1), 2.2), ((-1, -0.5, -1), 0.7), ((1, 1, -1), 0.7)],
+        "darker_lighting": [((1, 1, -1), 0.8), ((0, 0, -1), 0.8)],
+        "brighter_lighting": [((0, 0, -1), 3.6), ((-1, -0.5, -1), 1.3), ((1, 1, -1), 1.3)],
+    }
+    runs = variant_probe["runs"]
+    for name, lights in setups.items():
+        entry = runs[name]
+        assert entry["ambient"] == pytest.approx([0.3] * 3)
+        assert len(entry["lights"]) == len(lights), name
+        for (direction, colour), (expected, level) in zip(entry["lights"], lights, strict=True):
+            unit = np.asarray(expected) / np.linalg.norm(expected)
+            np.testing.assert_allclose(direction, unit, atol=2e-3, err_msg=name)
+            assert colour == pytest.approx([level] * 3), name
+    brightness = [runs[name]["brightness"] for name in setups]
+    assert brightness[1] < brightness[0] < brightness[2]
+
+
+@pytest.mark.sim
+def test_distractors_fall_where_upstream_draws_them_and_rest_on_the_table(
+    variant_probe: dict[str, Any],
+) -> None:
+    """The default set lands at upstream's draws from the row's generator (seeded with the
+    reset seed), keeps the can's orientation and rests on the table top (its lowest collision
+    vertex at 0.87 m); the "more" set drops all six; the expert sees them all."""
+    runs = variant_probe["runs"]
+    entry = runs["distractors"]
+    assert list(entry["distractors"]) == variant_probe["sets"]["default"]
+    expected = _upstream_distractor_xy(VA_SEED, VA_CAN_XY, 4)
+    can = Rotation.from_quat(variant_probe["orientation"], scalar_first=True)
+    for (name, pose), xy in zip(entry["distractors"].items(), expected, strict=True):
+        np.testing.assert_allclose(pose[:2], xy, atol=0.01, err_msg=name)
+        assert entry["lowest"][name] == pytest.approx(TABLE_TOP, abs=0.003), name
+        turn = Rotation.from_quat(pose[3:], scalar_first=True) * can.inv()
+        assert turn.magnitude() < math.radians(10), name
+    assert entry["privileged"]["distractor_poses"] == [1, 4, 7]
+    more = runs["more_distractors"]
+    assert list(more["distractors"]) == variant_probe["sets"]["more"]
+    assert more["privileged"]["distractor_poses"] == [1, 6, 7]
+    for name, pose in more["distractors"].items():
+        assert pose[0] < 0.0 and pose[2] < TABLE_TOP + 0.2, name  # dropped, not parked
+    for name in runs:
+        if name not in ("distractors", "more_distractors"):
+            assert runs[name]["distractors"] == {}, name
+
+
+@pytest.mark.sim
+def test_a_can_resting_on_a_distractor_is_not_lifted(variant_probe: dict[str, Any]) -> None:
+    """evaluate(): a distractor is "an actor other than the robot", so the can standing on
+    the sponge is well above its settled height but touching, hence no success."""
+    on_sponge = variant_probe["runs"]["distractors"]["on_sponge"]
+    assert on_sponge["gain"] > 0.02
+    assert on_sponge["touching_distractor"] and on_sponge["touching"]
+    assert on_sponge["success"] is False
+
+
+@pytest.mark.sim
+def test_camera_variants_tilt_the_head(variant_probe: dict[str, Any]) -> None:
+    """AltGoogleCamera(2)InScene-v0: the head tilt starts at 0.9351361 (0.6651361) instead of
+    0.7851361, so the camera looks 0.15 rad further down (0.12 rad further up)."""
+    runs = variant_probe["runs"]
+    base = runs["base"]
+    assert base["head_tilt"] == pytest.approx(0.7851361, abs=1e-5)
+    for name, tilt in (("alt_camera", 0.9351361), ("alt_camera_2", 0.6651361)):
+        entry = runs[name]
+        assert entry["head_tilt"] == pytest.approx(tilt, abs=1e-5)
+        change = _pitch(entry["camera"]) - _pitch(base["camera"])
+        assert change == pytest.approx(tilt - 0.7851361, abs=0.01), name
+        assert entry["camera"][:3] != pytest.approx(base["camera"][:3], abs=1e-3), name
+
+
 # ---- the rule's pure pieces ---------------------------------------------------------------
 
 
@@ -302,12 +659,12 @@ def test_a_grasp_needs_both_sides_pushed_open_within_80_degrees() -> None:
         angle = math.radians(degrees)
         return torch.tensor([[math.sin(angle), math.cos(angle), 0.0]]) * 0.01
 
-    assert bool(lift_success.side_holds(y, push(79.0), y, zero)[0])
-    assert not bool(lift_success.side_holds(y, push(81.0), y, zero)[0])
-    assert bool(lift_success.side_holds(y, push(120.0), y, push(10.0))[0])  # the tip holds
-    assert not bool(lift_success.side_holds(y, zero, y, zero)[0])
-    assert not bool(lift_success.side_holds(y, push(0.0) * 1e-5, y, zero)[0])  # 1e-7 < 1e-6
-    assert lift_success.impulse_angle(y, zero)[0].item() == pytest.approx(math.pi / 2)
+    assert bool(contacts.side_holds(y, push(79.0), y, zero)[0])
+    assert not bool(contacts.side_holds(y, push(81.0), y, zero)[0])
+    assert bool(contacts.side_holds(y, push(120.0), y, push(10.0))[0])  # the tip holds
+    assert not bool(contacts.side_holds(y, zero, y, zero)[0])
+    assert not bool(contacts.side_holds(y, push(0.0) * 1e-5, y, zero)[0])  # 1e-7 < 1e-6
+    assert contacts.impulse_angle(y, zero)[0].item() == pytest.approx(math.pi / 2)
 
 
 def test_lifted_latches_while_grasped_and_clears_when_released() -> None:

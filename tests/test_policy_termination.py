@@ -67,6 +67,30 @@ def test_a_row_asking_to_stop_ends_after_its_action_and_is_scored_at_that_step()
     assert not sent[3:, 0].any() and not sent[1:, 2].any()  # then the rows held still
 
 
+def test_a_terminate_before_the_last_subtask_starts_the_next_one_instead() -> None:
+    """SimplerEnv's evaluator: the subtask advances before that step runs, the episode goes
+    on, and only a terminate in the last subtask ends it."""
+    env = ScriptedEnv(subtasks=2)
+    records = _run(StopsAtStep({0: 3, 2: 1}), env)
+    assert env.advanced_at == [(2, 0), (0, 2)]  # before steps 1 and 3 were taken
+    assert records[0].steps == TASK.max_steps and records[0].termination == "max_steps"
+    assert records[2].steps == TASK.max_steps
+
+
+def test_the_last_subtasks_terminate_ends_the_episode() -> None:
+    env = ScriptedEnv(subtasks=2)
+
+    class StopsTwice(StopsAtStep):
+        def act(self, observation: ObservationBatch) -> npt.NDArray[np.floating]:
+            actions = super().act(observation)
+            self.flags = tuple(self.step in (2, 5) and row == 0 for row in range(3))
+            return actions
+
+    records = _run(StopsTwice(), env)
+    assert env.advanced_at == [(0, 1)]
+    assert (records[0].steps, records[0].termination) == (5, "policy")
+
+
 def test_terminations_travel_on_the_wire_and_are_checked() -> None:
     reply = ActReply(np.zeros((2, 7)), None, (True, False))
     assert reply_from_wire(unpack(pack(reply.to_wire())), 2).terminations == (True, False)

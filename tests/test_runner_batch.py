@@ -35,6 +35,9 @@ class ScriptedEnv:
     steps: int = 0
     sent: list[npt.NDArray[np.float32]] = field(default_factory=list)
     resets: list[list[int]] = field(default_factory=list)
+    subtasks: int = 1  # a policy's terminate starts the next subtask until the last
+    subtask: dict[int, int] = field(default_factory=dict)  # per episode id, from 0
+    advanced_at: list[tuple[int, int]] = field(default_factory=list)  # (episode, step)
 
     def _observation(self) -> ObservationBatch:
         return ObservationBatch(
@@ -45,8 +48,18 @@ class ScriptedEnv:
 
     def reset(self, episode_ids: Sequence[int], seed: int) -> ObservationBatch:
         self.ids, self.steps = list(episode_ids), 0
+        self.subtask = dict.fromkeys(self.ids, 0)
         self.resets.append(list(episode_ids))
         return self._observation()
+
+    def is_final_subtask(self) -> npt.NDArray[np.bool_]:
+        return np.array([self.subtask[i] == self.subtasks - 1 for i in self.ids])
+
+    def advance_to_next_subtask(self, rows: npt.NDArray[np.bool_]) -> None:
+        for row, episode in enumerate(self.ids):
+            if rows[row]:
+                self.subtask[episode] += 1
+                self.advanced_at.append((episode, self.steps))
 
     def step(self, actions: npt.NDArray[np.float32]) -> StepOutcome:
         self.sent.append(actions.copy())

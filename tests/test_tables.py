@@ -153,12 +153,12 @@ def test_counts_per_task_with_errors_as_failures(tmp_path: Path) -> None:
         *task_episodes("carrot_on_plate", 3, successes=1, grasps=2),
     ]
     run = load_run(write_run(tmp_path / "run", records))
-    spoon = run.tasks["spoon_on_towel"]
+    spoon = run.tasks[("widowx", "spoon_on_towel")]
     assert (spoon.trials, spoon.successes, spoon.grasps, spoon.errors) == (26, 6, 10, 2)
     assert spoon.seeds == (0, 1, 2)
-    carrot = run.tasks["carrot_on_plate"]
+    carrot = run.tasks[("widowx", "carrot_on_plate")]
     assert (carrot.trials, carrot.successes, carrot.grasps, carrot.errors) == (3, 1, 2, 0)
-    assert set(run.tasks) == {"spoon_on_towel", "carrot_on_plate"}
+    assert set(run.tasks) == {("widowx", "spoon_on_towel"), ("widowx", "carrot_on_plate")}
     assert (run.label, run.policy, run.suite, run.standins_used) == (
         "zero",
         "zero",
@@ -288,7 +288,7 @@ def test_two_runs_of_one_policy_are_told_apart(tmp_path: Path) -> None:
 def test_partial_last_line_is_ignored(tmp_path: Path) -> None:
     records = task_episodes("carrot_on_plate", 5, 2, 3)
     run = write_run(tmp_path / "run", records, tail='{"suite": "widowx", "task": "carr')
-    counts = load_run(run).tasks["carrot_on_plate"]
+    counts = load_run(run).tasks[("widowx", "carrot_on_plate")]
     assert (counts.trials, counts.successes, counts.grasps) == (5, 2, 3)
 
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from refinevla_bench.harness.assets.archive import ArchiveError, extract_archive
+from refinevla_bench.harness.assets.box_standins import add_box_standins
 from refinevla_bench.harness.assets.catalog import AssetSource, sources_for_suite
 from refinevla_bench.harness.assets.download import (
     download_archive,
@@ -129,7 +130,8 @@ def _install_tree(
     with _staging(root, source) as staging:
         content = staging / "copy"
         _copy_tree(available.target, content)
-        write_marker(content, source, f"local:{src_dir}", None, available.standins)
+        standins = [*available.standins, *add_box_standins(content, source)]
+        write_marker(content, source, f"local:{src_dir}", None, standins)
         _put_in_place(root, source, content, console)
     return asset_status(root, source)
 

@@ -8,6 +8,7 @@ prompt off so a missing file can only ever be a one-line error from the harness.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -29,7 +30,7 @@ from refinevla_bench.harness.rendering import (
     is_vulkan_failure,
     render_devices_in_process,
 )
-from refinevla_bench.harness.suites.spec import SuiteSpec, TaskSpec
+from refinevla_bench.harness.suites.spec import EnvVariant, SuiteSpec, TaskSpec
 from refinevla_bench.policies.protocol import EpisodeKey, ObservationBatch
 
 Device = Literal["cpu", "cuda"]
@@ -83,12 +84,22 @@ class StepOutcome:
 
 
 class TaskEnvironment:
-    """One task's live environment; reset with episode ids, step with controller actions."""
+    """One task variant's live environment; reset with episode ids, step with controller
+    actions. Environments of this project's own twins answer `proprio`, `privileged_state` and
+    the subtask questions themselves; ManiSkill's built-in ones are read from outside."""
 
-    def __init__(self, env: Any, suite: SuiteSpec, task: TaskSpec, privileged: bool) -> None:
+    def __init__(
+        self,
+        env: Any,
+        suite: SuiteSpec,
+        task: TaskSpec,
+        privileged: bool,
+        variant: EnvVariant | None = None,
+    ) -> None:
         self._env = env
         self._suite = suite
         self.task = task
+        self.variant = variant or task.variants[0]
         self._privileged = privileged
         self._instructions: tuple[str, ...] = ()
         self._episodes: tuple[EpisodeKey, ...] = ()
@@ -102,9 +113,14 @@ class TaskEnvironment:
 
         if len(episode_ids) != self.num_envs:
             raise ValueError(f"{len(episode_ids)} episode ids for {self.num_envs} environments")
+        foreign = [i for i in episode_ids if self.task.variant_of(int(i)) != self.variant]
+        if foreign:
+            raise ValueError(f"episodes {foreign} are not of variant {self.variant.name}")
         observation, _ = self._env.reset(
             seed=[seed] * self.num_envs,  # never depends on the batch slot an episode lands in
-            options={"episode_id": torch.tensor(list(episode_ids))},
+            options={
+                "episode_id": torch.tensor([self.task.env_episode(int(i)) for i in episode_ids])
+            },
         )
         self._instructions = tuple(self._env.unwrapped.get_language_instruction())
         self._episodes = tuple(
@@ -114,6 +130,7 @@ class TaskEnvironment:
 
     def step(self, actions: npt.NDArray[np.float32]) -> StepOutcome:
         observation, _reward, _terminated, _truncated, info = self._env.step(actions)
+        self._instructions = tuple(self._env.unwrapped.get_language_instruction())
         return StepOutcome(
             observation=self._observation(observation),
             success=_as_bool_array(info["success"]),
@@ -138,9 +155,24 @@ class TaskEnvironment:
             proprio=self._proprio(),
         )
 
+    def is_final_subtask(self) -> npt.NDArray[np.bool_]:
+        """Per row: does a policy's terminate end the episode (else it starts the next
+        subtask, as SimplerEnv's evaluator does)."""
+        env = self._env.unwrapped
+        if not hasattr(env, "is_final_subtask"):
+            return np.ones(self.num_envs, dtype=bool)
+        return _as_bool_array(env.is_final_subtask())
+
+    def advance_to_next_subtask(self, rows: npt.NDArray[np.bool_]) -> None:
+        import torch
+
+        self._env.unwrapped.advance_to_next_subtask(torch.as_tensor(rows))
+
     def _proprio(self) -> dict[str, npt.NDArray[np.float64]]:
         """The robot's own state, as its encoders report it: end-effector pose in the base
         frame and how far the fingers are open (0 closed .. 1 open, from the joint limits)."""
+        if hasattr(self._env.unwrapped, "proprio"):
+            return _numpy_dict(self._env.unwrapped.proprio())
         agent = self._env.unwrapped.agent
         robot = agent.robot
         relative = robot.pose.inv() * agent.controller.controllers["arm"].ee_pose
@@ -156,6 +188,8 @@ class TaskEnvironment:
     def _privileged_state(self) -> dict[str, npt.NDArray[np.float64]]:
         """Ground truth for scripted experts, in the robot-base frame actions are given in."""
         env = self._env.unwrapped
+        if hasattr(env, "privileged_state"):
+            return _numpy_dict(env.privileged_state())
         base_inverse = env.agent.robot.pose.inv()
         source = env.objs[env.source_obj_name]
         target = env.objs[env.target_obj_name]
@@ -199,6 +233,10 @@ def _numpy(value: Any) -> npt.NDArray[np.float64]:
     return np.asarray(array, dtype=np.float64)
 
 
+def _numpy_dict(values: dict[str, Any]) -> dict[str, npt.NDArray[np.float64]]:
+    return {key: _numpy(value) for key, value in values.items()}
+
+
 def _as_bool_array(value: Any) -> npt.NDArray[np.bool_]:
     return _numpy(value).astype(bool).reshape(-1)
 
@@ -213,13 +251,25 @@ class ManiSkillBackend:
         self.suite = suite
         self.device = device
         import_maniskill(maniskill_asset_dir(assets_root), verbose)
+        self.assets_root = assets_root
+        if suite.twins_module is not None:
+            importlib.import_module(suite.twins_module)  # registers the suite's own twins
         self.render_devices = render_devices_in_process()
 
     def open_task(
-        self, task: TaskSpec, num_envs: int = 1, privileged: bool = False
+        self,
+        task: TaskSpec,
+        num_envs: int = 1,
+        privileged: bool = False,
+        variant: EnvVariant | None = None,
     ) -> TaskEnvironment:
+        """One variant's environment (default: the task's first) for `num_envs` episodes."""
         import gymnasium as gym
 
+        variant = variant or task.variants[0]
+        own: dict[str, Any] = (
+            {"assets_root": self.assets_root} if self.suite.twins_module is not None else {}
+        )
         try:
             env = gym.make(
                 task.env_id,
@@ -228,6 +278,8 @@ class ManiSkillBackend:
                 sim_backend="physx_cuda" if self.device == "cuda" else "physx_cpu",
                 render_backend="gpu" if self.device == "cuda" else "cpu",
                 max_episode_steps=task.max_steps,
+                **own,
+                **variant.kwargs,
             )
         except RuntimeError as error:
             if is_vulkan_failure(error):
@@ -237,7 +289,7 @@ class ManiSkillBackend:
             raise
         if task.orientation_grid is not None:
             _apply_orientation_grid(env.unwrapped, task)
-        return TaskEnvironment(env, self.suite, task, privileged)
+        return TaskEnvironment(env, self.suite, task, privileged, variant)
 
 
 def _apply_orientation_grid(env: Any, task: TaskSpec) -> None:

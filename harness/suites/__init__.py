@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.suites.google_robot import GOOGLE_ROBOT_VA, GOOGLE_ROBOT_VM
 from refinevla_bench.harness.suites.spec import SuiteSpec, TaskSpec
 from refinevla_bench.harness.suites.widowx import WIDOWX
 
-SUITES: dict[str, SuiteSpec] = {suite.name: suite for suite in (WIDOWX,)}
+SUITES: dict[str, SuiteSpec] = {
+    suite.name: suite for suite in (WIDOWX, GOOGLE_ROBOT_VM, GOOGLE_ROBOT_VA)
+}
 
 __all__ = ["SUITES", "SuiteSpec", "TaskSpec", "get_suite"]
 

@@ -28,8 +28,9 @@ def render_table(run_dirs: Sequence[Path], fmt: str, compare_paper: bool) -> str
     """The table of some run folders in one format; `run` prints this when it ends."""
     if fmt not in FORMATS:
         raise HarnessError(f"unknown table format '{fmt}'", f"use --format {'|'.join(FORMATS)}")
-    runs = load_runs(run_dirs)
-    layout = layout_for_suite(runs[0].suite)
+    first = load_runs(run_dirs[:1])
+    layout = layout_for_suite(first[0].suite)
+    runs = load_runs(run_dirs, layout.run_suites)
     reference = load_reference(layout) if compare_paper else ()
     return FORMATS[fmt](build_table(layout, runs, reference))
 

@@ -12,7 +12,7 @@ import json
 
 from refinevla_bench.harness.tables.layout import Cell
 from refinevla_bench.harness.tables.reference import ReferenceRow
-from refinevla_bench.harness.tables.stats import Proportion
+from refinevla_bench.harness.tables.stats import AveragedRate
 from refinevla_bench.harness.tables.table import RunRow, Table
 
 Record = dict[str, str | float | int | bool | None]
@@ -34,7 +34,7 @@ def _run_record(table: Table, row: RunRow) -> Record:
     run = row.run
     record = _base(run.label, "run")
     record.update(
-        run_dir=str(run.path),
+        run_dir=" ".join(map(str, run.paths)),
         standins_used=run.standins_used,
         success_mode=run.success_mode,
         seeds=" ".join(map(str, run.seeds)),
@@ -45,13 +45,19 @@ def _run_record(table: Table, row: RunRow) -> Record:
         else:
             mean = row.means[column.key]
             record.update(_mean_fields(column.key, None if mean is None else round(mean, 2)))
-    for task in table.layout.tasks:
-        counts = run.tasks.get(task)
-        record[f"{task}_errors"] = counts.errors if counts else None
+    for suite, task in table.layout.tasks:
+        counts = run.tasks.get((suite, task))
+        record[_errors_key(table, suite, task)] = counts.errors if counts else None
     return record
 
 
-def _proportion_fields(key: str, value: Proportion | None) -> Record:
+def _errors_key(table: Table, suite: str, task: str) -> str:
+    """`<task>_errors`, qualified by the suite in tables that read several suites."""
+    single = len(table.layout.run_suites) == 1
+    return f"{task}_errors" if single else f"{suite}.{task}_errors"
+
+
+def _proportion_fields(key: str, value: AveragedRate | None) -> Record:
     if value is None:
         return dict.fromkeys((key, f"{key}_low", f"{key}_high", f"{key}_k", f"{key}_n"))
     low, high = value.interval
@@ -81,8 +87,8 @@ def _reference_record(table: Table, row: ReferenceRow) -> Record:
             check = row.mean_checks[column.key]
             computed = None if check.computed is None else round(check.computed, 4)
             record.update(_mean_fields(column.key, row.value(column.key), computed, check.flagged))
-    for task in table.layout.tasks:
-        record[f"{task}_errors"] = None
+    for suite, task in table.layout.tasks:
+        record[_errors_key(table, suite, task)] = None
     return record
 
 

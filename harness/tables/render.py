@@ -11,7 +11,7 @@ from enum import Enum
 
 from refinevla_bench.harness.tables.layout import Cell, Mean
 from refinevla_bench.harness.tables.reference import ReferenceRow
-from refinevla_bench.harness.tables.stats import Proportion
+from refinevla_bench.harness.tables.stats import AveragedRate
 from refinevla_bench.harness.tables.table import RunRow, Table
 
 
@@ -71,7 +71,7 @@ def _run_cells(table: Table, row: RunRow) -> list[Text]:
     return texts
 
 
-def _proportion(value: Proportion | None) -> str:
+def _proportion(value: AveragedRate | None) -> str:
     if value is None:
         return "-"
     low, high = value.interval
@@ -124,7 +124,8 @@ def _notes(table: Table) -> list[Text]:
 def _run_note(row: RunRow) -> str:
     run = row.run
     return (
-        f"{run.label}: {run.path}; seeds {', '.join(map(str, run.seeds)) or '-'}; "
+        f"{run.label}: {', '.join(map(str, run.paths))}; "
+        f"seeds {', '.join(map(str, run.seeds)) or '-'}; "
         f"success mode {run.success_mode or 'not recorded'}; "
         f"{run.errors} episodes ended in an error (counted as failures)"
     )

@@ -1,8 +1,10 @@
 """Run folders read back into per-task counts: the only inputs a results table needs.
 
 A run folder holds `manifest.json` (what was run) and `episodes.jsonl` (one record per
-finished episode). A run killed mid-write may leave a partial last line, which is skipped;
-any other unreadable line means the folder is damaged and is reported, never guessed around.
+finished episode). Runs of one policy on the suites of one table (Google Robot visual
+matching and variant aggregation) become one row. A run killed mid-write may leave a
+partial last line, which is skipped; any other unreadable line means the folder is damaged
+and is reported, never guessed around.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from refinevla_bench.harness.errors import HarnessError
+from refinevla_bench.harness.tables.stats import Proportion
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes.jsonl"
@@ -29,24 +32,46 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TaskCounts:
-    """One task of one run. Errors are failed trials, and counted on their own as well."""
+    """One task of one run. Errors are failed trials, and counted on their own as well.
+    `variants` holds (trials, successes, grasps) per environment variant ("" for none)."""
 
     trials: int
     successes: int
     grasps: int
     errors: int
     seeds: tuple[int, ...]
+    variants: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def proportions(self, measure: str) -> tuple[Proportion, ...]:
+        """One proportion per variant (the unit SimplerEnv averages)."""
+        column = 2 if measure == "grasp" else 1
+        return tuple(
+            Proportion(counts[column], counts[0]) for _, counts in sorted(self.variants.items())
+        )
+
+
+TaskKey = tuple[str, str]  # (suite, task)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    path: Path
-    label: str  # the policy name, with the folder name added where two runs share it
-    suite: str
+    """One row of a table: one run folder, or one per suite of a multi-suite table."""
+
+    paths: tuple[Path, ...]
+    label: str  # the policy name, with the folder name added where two rows share it
+    suites: tuple[str, ...]
     policy: str
     standins_used: bool
     success_mode: str | None
-    tasks: dict[str, TaskCounts]
+    tasks: dict[TaskKey, TaskCounts]
+
+    @property
+    def path(self) -> Path:
+        return self.paths[0]
+
+    @property
+    def suite(self) -> str:
+        return self.suites[0]
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -65,21 +90,51 @@ class _Episode:
     success: bool
     grasped: bool
     error: bool
+    variant: str
 
 
-def load_runs(run_dirs: Sequence[Path]) -> tuple[RunResult, ...]:
-    """Read run folders of one suite, labelled so that every row of a table is distinct."""
+def load_runs(
+    run_dirs: Sequence[Path], table_suites: Sequence[str] | None = None
+) -> tuple[RunResult, ...]:
+    """Read run folders of the suites of one table (`table_suites`; default: the first run's
+    suite), one row per policy and suite set, labelled so that every row is distinct."""
     if not run_dirs:
         raise HarnessError("no run folder given", RUN_FOLDER_FIX)
     runs = [load_run(path) for path in run_dirs]
-    suites = {run.suite for run in runs}
-    if len(suites) > 1:
+    allowed = set(table_suites or (runs[0].suite,))
+    if any(run.suite not in allowed for run in runs):
         listed = ", ".join(f"{run.path} ({run.suite})" for run in runs)
         raise HarnessError(
-            f"the runs are of different suites: {listed}",
-            "make one table per suite: pass only run folders of the same suite",
+            f"the runs are of different suites with no common table: {listed}",
+            "make one table per suite: pass only run folders of the same suite "
+            "(or Google Robot visual matching with variant aggregation)",
         )
-    return _disambiguate(runs)
+    return _disambiguate(_rows(runs))
+
+
+def _rows(runs: Sequence[RunResult]) -> list[RunResult]:
+    """Each run joins the first row of its policy that lacks its suite."""
+    rows: list[RunResult] = []
+    for run in runs:
+        for index, row in enumerate(rows):
+            if row.policy == run.policy and run.suite not in row.suites:
+                rows[index] = _joined(row, run)
+                break
+        else:
+            rows.append(run)
+    return rows
+
+
+def _joined(row: RunResult, run: RunResult) -> RunResult:
+    modes = {row.success_mode, run.success_mode}
+    return replace(
+        row,
+        paths=(*row.paths, *run.paths),
+        suites=(*row.suites, *run.suites),
+        standins_used=row.standins_used or run.standins_used,
+        success_mode=row.success_mode if len(modes) == 1 else "mixed",
+        tasks={**row.tasks, **run.tasks},
+    )
 
 
 def load_run(path: Path) -> RunResult:
@@ -100,9 +155,9 @@ def load_run(path: Path) -> RunResult:
                 RUN_FOLDER_FIX,
             )
     return RunResult(
-        path=path,
+        paths=(path,),
         label=policy,
-        suite=suite,
+        suites=(suite,),
         policy=policy,
         standins_used=isinstance(assets, dict) and assets.get("standins_used") is True,
         success_mode=_optional_str(manifest.get("success_mode")),
@@ -172,7 +227,9 @@ def _episode(record: object, where: str) -> _Episode:
                 _REPAIR_FIX,
             )
     error = record["termination"] == "error"
+    variant = record.get("variant")
     return _Episode(
+        variant=variant if isinstance(variant, str) else "",
         suite=record["suite"],
         task=record["task"],
         seed=record["seed"],
@@ -182,26 +239,45 @@ def _episode(record: object, where: str) -> _Episode:
     )
 
 
-def _counts(episodes: Sequence[_Episode]) -> dict[str, TaskCounts]:
-    by_task: dict[str, list[_Episode]] = {}
+def _counts(episodes: Sequence[_Episode]) -> dict[TaskKey, TaskCounts]:
+    by_task: dict[TaskKey, list[_Episode]] = {}
     for episode in episodes:
-        by_task.setdefault(episode.task, []).append(episode)
-    return {
-        task: TaskCounts(
-            trials=len(group),
-            successes=sum(episode.success for episode in group),
-            grasps=sum(episode.grasped for episode in group),
-            errors=sum(episode.error for episode in group),
-            seeds=tuple(sorted({episode.seed for episode in group})),
-        )
-        for task, group in by_task.items()
-    }
+        by_task.setdefault((episode.suite, episode.task), []).append(episode)
+    return {key: _task_counts(group) for key, group in by_task.items()}
+
+
+def _task_counts(group: Sequence[_Episode]) -> TaskCounts:
+    by_variant: dict[str, list[_Episode]] = {}
+    for episode in group:
+        by_variant.setdefault(episode.variant, []).append(episode)
+    return TaskCounts(
+        trials=len(group),
+        successes=sum(episode.success for episode in group),
+        grasps=sum(episode.grasped for episode in group),
+        errors=sum(episode.error for episode in group),
+        seeds=tuple(sorted({episode.seed for episode in group})),
+        variants={
+            name: (
+                len(members),
+                sum(episode.success for episode in members),
+                sum(episode.grasped for episode in members),
+            )
+            for name, members in by_variant.items()
+        },
+    )
 
 
 def _disambiguate(runs: Sequence[RunResult]) -> tuple[RunResult, ...]:
     """Runs sharing a policy name are told apart by folder name, then by the path as given."""
     labelled = list(runs)
-    for describe in (lambda run: run.path.name, lambda run: str(run.path)):
+
+    def names(run: RunResult) -> str:
+        return ", ".join(path.name for path in run.paths)
+
+    def full_paths(run: RunResult) -> str:
+        return ", ".join(map(str, run.paths))
+
+    for describe in (names, full_paths):
         counts = Counter(run.label for run in labelled)
         labelled = [
             replace(run, label=f"{run.policy} ({describe(run)})") if counts[run.label] > 1 else run

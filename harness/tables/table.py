@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from refinevla_bench.harness.tables.layout import Layout
 from refinevla_bench.harness.tables.reference import ReferenceRow
 from refinevla_bench.harness.tables.runs import RunResult
-from refinevla_bench.harness.tables.stats import Proportion
+from refinevla_bench.harness.tables.stats import AveragedRate
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class RunRow:
     """One run: a proportion per cell (None: the run has no episode of that task)."""
 
     run: RunResult
-    cells: dict[str, Proportion | None]
+    cells: dict[str, AveragedRate | None]
     means: dict[str, float | None]  # in %, None unless every averaged cell has episodes
 
     @property
@@ -42,15 +42,18 @@ def build_table(
 
 
 def run_row(layout: Layout, run: RunResult) -> RunRow:
-    """Errors are already failed trials in the counts; a mean needs all of its cells."""
-    cells: dict[str, Proportion | None] = {}
+    """Errors are already failed trials in the counts; a cell needs all of its tasks, a mean
+    all of its cells. A cell averages each task's variants, then its tasks (SimplerEnv's
+    aggregation)."""
+    cells: dict[str, AveragedRate | None] = {}
     for cell in layout.cells:
-        counts = run.tasks.get(cell.task)
-        if counts is None:
-            cells[cell.key] = None
-            continue
-        hits = counts.grasps if cell.measure == "grasp" else counts.successes
-        cells[cell.key] = Proportion(hits, counts.trials)
+        counts = [run.tasks.get((cell.suite, task)) for task in cell.tasks]
+        present = [part for part in counts if part is not None]
+        cells[cell.key] = (
+            AveragedRate(tuple(part.proportions(cell.measure) for part in present))
+            if present and len(present) == len(counts)
+            else None
+        )
     means: dict[str, float | None] = {}
     for mean in layout.means:
         parts = [cells[key] for key in mean.of]

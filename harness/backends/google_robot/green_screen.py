@@ -34,6 +34,7 @@ def composite(
     rgb: torch.Tensor, segmentation: torch.Tensor, keep_ids: torch.Tensor, overlay: torch.Tensor
 ) -> torch.Tensor:
     """Per env row: rendered pixels where the segmentation id is in `keep_ids`, else the
-    overlay. rgb (N, H, W, 3) uint8, segmentation (N, H, W, 1), overlay (H, W, 3) uint8."""
+    overlay. rgb (N, H, W, 3) uint8, segmentation (N, H, W, 1), overlay (H, W, 3) uint8 for
+    every row or (N, H, W, 3), one photo per row."""
     keep = torch.isin(segmentation[..., 0].long(), keep_ids.to(segmentation.device).long())
     return torch.where(keep[..., None], rgb, overlay.to(rgb.device).expand_as(rgb))

@@ -2,9 +2,7 @@
 
 Upstream facts (ManiSkill2_real2sim envs/custom_scenes/grasp_single_in_scene.py `evaluate`,
 agents/robots/googlerobot.py `check_grasp`):
-- grasped: on each side (left, right) the finger or finger-tip link touches the object with an
-  impulse of at least 1e-6, and the angle between that impulse and the link's opening
-  direction (its y axis) is at most 80 degrees (a zero impulse counts as 90 degrees);
+- grasped: `contacts.robot_grasps` (upstream's `check_grasp`);
 - `lifted` latches once the object is more than 1 cm above its settled height while touching
   nothing but the robot, and is cleared on every step the object is not grasped;
 - a step "lifts significantly" when `lifted` holds and the object is more than 2 cm up;
@@ -14,43 +12,14 @@ agents/robots/googlerobot.py `check_grasp`):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-MIN_IMPULSE = 1e-6
-MAX_GRASP_ANGLE = math.radians(80.0)
 LIFT_HEIGHT = 0.01
 SIGNIFICANT_LIFT_HEIGHT = 0.02
 SIGNIFICANT_LIFT_STEPS = 5
 CONSECUTIVE_GRASP_STEPS = 5
-
-
-def impulse_angle(opening: torch.Tensor, impulse: torch.Tensor) -> torch.Tensor:
-    """Angle (N,) between each row's opening direction and impulse; upstream normalises a
-    vector shorter than 1e-6 to zero, which makes the angle 90 degrees."""
-
-    def unit(vectors: torch.Tensor) -> torch.Tensor:
-        norm = vectors.norm(dim=-1, keepdim=True)
-        return torch.where(norm < 1e-6, torch.zeros_like(vectors), vectors / norm.clamp_min(1e-12))
-
-    cosine = (unit(opening) * unit(impulse)).sum(dim=-1).clamp(-1.0, 1.0)
-    return torch.arccos(cosine)
-
-
-def side_holds(
-    finger_opening: torch.Tensor,
-    finger_impulse: torch.Tensor,
-    tip_opening: torch.Tensor,
-    tip_impulse: torch.Tensor,
-) -> torch.Tensor:
-    """One side of upstream's `check_grasp`: enough impulse, pushing the finger open."""
-    touching = torch.maximum(finger_impulse.norm(dim=-1), tip_impulse.norm(dim=-1)) >= MIN_IMPULSE
-    angle = torch.minimum(
-        impulse_angle(tip_opening, tip_impulse), impulse_angle(finger_opening, finger_impulse)
-    )
-    return touching & (angle <= MAX_GRASP_ANGLE)
 
 
 @dataclass
