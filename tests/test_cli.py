@@ -65,10 +65,16 @@ def test_policies_list_shows_conventions() -> None:
 
 
 def test_doctor_passes_here_and_names_the_render_device(widowx_assets: Path) -> None:
-    completed = run_cli(["doctor", "--json"], assets=widowx_assets)
+    completed = run_cli(["doctor", "--json", "--suite", "widowx"], assets=widowx_assets)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     report = json.loads(completed.stdout)
     assert report["suites"] == {"widowx": True}
+    every_suite = run_cli(["doctor", "--json"], assets=widowx_assets)
+    assert every_suite.returncode == 1  # the Google Robot suites' assets are not fetched here
+    full = json.loads(every_suite.stdout)
+    assert full["suites"] == {"widowx": True, "google_robot_vm": False, "google_robot_va": False}
+    google = next(c for c in full["checks"] if c["name"] == "assets (google_robot_vm)")
+    assert "assets fetch --suite google_robot" in google["fix"]
     render = next(check for check in report["checks"] if check["name"] == "vulkan render device")
     assert render["status"] == "ok"
     torch_check = next(check for check in report["checks"] if check["name"] == "torch")
@@ -84,12 +90,13 @@ def test_doctor_fails_with_fixes_when_a_suite_cannot_run(empty_assets: Path) -> 
     completed = run_cli(["doctor", "--json"], assets=empty_assets, extra_env=NO_VULKAN)
     assert completed.returncode == 1
     report = json.loads(completed.stdout)
-    assert report["suites"] == {"widowx": False}
+    assert report["suites"] == {"widowx": False, "google_robot_vm": False, "google_robot_va": False}
     failed = {
         check["name"]: check["fix"] for check in report["checks"] if check["status"] == "fail"
     }
     assert "install-system-deps.sh" in failed["vulkan render device"]
     assert failed["assets (widowx)"] == "refinevla-bench assets fetch --suite widowx"
+    assert failed["assets (google_robot_va)"] == "refinevla-bench assets fetch --suite google_robot"
 
 
 OPTIONAL_MODULES = (
