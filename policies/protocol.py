@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -120,9 +120,12 @@ class TerminatingPolicy(Protocol):
 
 @runtime_checkable
 class Policy(Protocol):
-    """A batched policy: one `reset` per group of episodes, one `act` per control step."""
+    """A batched policy: one `reset` per group of episodes, one `act` per control step.
+    `conventions` is a class attribute (what `policies list` shows), which an instance may
+    replace once it knows its robot."""
 
-    conventions: ClassVar[PolicyConventions]
+    @property
+    def conventions(self) -> PolicyConventions: ...
 
     def reset(self, instructions: Sequence[str]) -> None: ...
 

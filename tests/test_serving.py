@@ -360,7 +360,7 @@ def test_a_call_past_its_timeout_fails_and_the_next_call_reconnects() -> None:
 
 
 class RelativeGripperPolicy(ZeroPolicy):
-    conventions: ClassVar[PolicyConventions] = PolicyConventions(gripper="relative")
+    conventions = PolicyConventions(gripper="relative")
 
 
 def test_a_served_convention_the_controller_refuses_ends_episodes_with_that_refusal() -> None:
