@@ -1,4 +1,5 @@
-"""The `scripted` policy: a privileged pick-and-place expert for the WidowX tasks.
+"""The `scripted` policy: a privileged pick-and-place expert for the WidowX tasks (on the
+Google Robot suites it hands over to `google_scripted`).
 
 It reads ground-truth object poses (`ObservationBatch.state`) but acts only through the action
 interface a learned policy uses: base-frame translation deltas, an axis-angle rotation delta and
@@ -28,6 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from refinevla_bench.harness.actions import axis_angle_to_matrix, matrix_to_axis_angle
+from refinevla_bench.policies.adapters.robots import parse_robot
+from refinevla_bench.policies.google_scripted import GoogleScriptedExpert
+from refinevla_bench.policies.pose_math import clip_norm, quaternion_to_matrix
 from refinevla_bench.policies.protocol import (
     ACTION_DIM,
     PRIVILEGED_STATE_KEYS,
@@ -102,18 +106,6 @@ _LIFTED = 0.02
 _SLIPPED = 0.03
 
 
-def quaternion_to_matrix(quaternion: FloatArray) -> FloatArray:
-    """Rotation matrix of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = quaternion / np.linalg.norm(quaternion)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
 def yaw_about_z(angle: float) -> FloatArray:
     """Rotation matrix of a turn by angle about the vertical."""
     cos, sin = np.cos(angle), np.sin(angle)
@@ -133,12 +125,6 @@ def object_yaw(rotation: FloatArray) -> float:
 def closest_equivalent(angle: float, reference: float, period: float) -> float:
     """The angle among angle + k * period that is nearest to reference."""
     return reference + float((angle - reference + period / 2) % period - period / 2)
-
-
-def clip_norm(vector: FloatArray, limit: float) -> FloatArray:
-    """The vector, scaled down to the given length if it is longer."""
-    norm = float(np.linalg.norm(vector))
-    return vector if norm <= limit else vector * (limit / norm)
 
 
 @dataclass
@@ -190,20 +176,32 @@ def _scene(state: Mapping[str, FloatArray], row: int) -> _Scene:
 
 
 class ScriptedExpert:
-    """Pick and place by a phase machine over privileged object poses, one per episode."""
+    """Pick and place by a phase machine over privileged object poses, one per episode; on the
+    Google Robot (`robot` option, set from the suite) the Google Robot expert plays instead."""
 
-    conventions: ClassVar[PolicyConventions] = PolicyConventions(
-        rotation="axis_angle", gripper="absolute"
-    )
+    conventions = PolicyConventions(rotation="axis_angle", gripper="absolute")
     privileged_state: ClassVar[bool] = True
 
-    def __init__(self) -> None:
+    def __init__(self, robot: str | None = None) -> None:
         self._episodes: list[_Episode] = []
+        self._google: GoogleScriptedExpert | None = None
+        if robot is not None and parse_robot(robot) == "google_robot":
+            self._google = GoogleScriptedExpert()
+            self.conventions = GoogleScriptedExpert.conventions
 
     def reset(self, instructions: Sequence[str]) -> None:
+        if self._google is not None:
+            self._google.reset(instructions)
+            return
         self._episodes = [_Episode(plan_for(instruction)) for instruction in instructions]
 
+    def last_terminations(self) -> Sequence[bool] | None:
+        """The Google Robot expert's terminate flags (the apple task's subtask switch)."""
+        return None if self._google is None else self._google.last_terminations()
+
     def act(self, observation: ObservationBatch) -> npt.NDArray[np.floating]:
+        if self._google is not None:
+            return self._google.act(observation)
         if len(self._episodes) != observation.batch_size:
             raise ValueError(
                 f"reset() saw {len(self._episodes)} instructions, the batch has "

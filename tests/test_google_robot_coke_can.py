@@ -558,6 +558,7 @@ def test_every_variant_builds_resets_and_steps(variant_probe: dict[str, Any]) ->
         privileged = entry["privileged"]
         assert privileged["tcp_pose"] == [1, 7] and privileged["source_pose"] == [1, 7]
         assert privileged["source_grasped"] == [1]
+        assert privileged["source_half_size"] == [1, 3]  # the expert's grasp depth needs it
 
 
 @pytest.mark.sim

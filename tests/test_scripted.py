@@ -12,6 +12,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from refinevla_bench.harness.suites import get_suite
+from refinevla_bench.policies.pose_math import quaternion_to_matrix
 from refinevla_bench.policies.protocol import ObservationBatch, wants_privileged_state
 from refinevla_bench.policies.registry import create_policy
 from refinevla_bench.policies.scripted import (
@@ -21,7 +22,6 @@ from refinevla_bench.policies.scripted import (
     Phase,
     ScriptedExpert,
     gripper_yaw,
-    quaternion_to_matrix,
 )
 from tests.support import run_sim_script
 

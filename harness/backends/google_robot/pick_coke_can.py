@@ -148,6 +148,7 @@ class GooglePickCokeCan(GoogleRobotScene):
     def _load_scene(self, options: dict[str, Any]) -> None:
         super()._load_scene(options)
         info = objects.model_info(self.data_dir, MODEL_DB, MODEL_ID)
+        self.can_half_size = info.half_size
         self.can: Actor = objects.build_model(
             self.scene,
             self.data_dir,
@@ -271,6 +272,9 @@ class GooglePickCokeCan(GoogleRobotScene):
             **super().privileged_state(),
             "source_pose": torch.cat([can.p, can.q], dim=-1),
             "source_grasped": self.is_grasped(),
+            "source_half_size": torch.tensor(self.can_half_size, device=self.device).expand(
+                self.num_envs, 3
+            ),
         }
         if self.distractors:
             poses = [self.in_base_frame(actor.pose) for actor in self.distractors]

@@ -1,0 +1,76 @@
+"""Where and how the Google Robot's gripper takes an object from above.
+
+The arm reaches the table comfortably with the gripper leaning forward, as in its reset pose
+(about 0.3 rad from straight down towards the base's +x): straight down is near the wrist's
+joint limit on the far side of the table, where the inverse kinematics then fails and the arm
+stops. The gripper comes down along that leaning axis onto the object's centre and closes
+across the lean, horizontally. The TCP sits at the fingertips, whose last 3 cm are the
+low-friction nails (friction 0.1 against the pads' 2.0): it goes 9 cm below an upright
+object's top so the pads, not the nails, close on it (at 6 cm no standing can came up in 9
+tries, at 9 cm 5 of 9); lying cans are taken 6 cm below the top (9 cm lost them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from refinevla_bench.policies.google_scripted_motion import FloatArray, Pose, frame, unit
+
+APPROACH_TILT = 0.3  # radians from straight down, leaning away from the shoulder
+REACH_ORIGIN = np.array([-0.044, -0.161])  # the shoulder (base xy) in the reset pose
+DEFAULT_CLOSING = np.array([-1.0, 0.0, 0.0])
+GRASP_DEPTH = 0.06  # the TCP closes this far below a lying object's top, at most
+UPRIGHT_GRASP_DEPTH = 0.09  # and this far below an upright (tall, narrow) object's top
+UPRIGHT = 1.3  # upright: half as tall as this times the footprint's reach, or taller
+FLOOR_CLEARANCE = 0.008  # the closed fingertips stay this far above the object's bottom
+
+
+@dataclass(frozen=True)
+class Grasp:
+    """The end-effector pose that holds the object, and the way in."""
+
+    pose: Pose
+
+    def backed_off(self, distance: float) -> Pose:
+        """The grasp pose moved `distance` back along the approach (up and towards the robot)."""
+        return self.pose.moved(-distance * self.pose.rotation[:, 2])
+
+
+def vertical_half_extent(rotation: FloatArray, half_size: FloatArray) -> float:
+    """Half the height of the object's box (model-frame `half_size`) as it lies now."""
+    return float(np.abs(rotation[2, :]) @ half_size)
+
+
+def footprint_radius(rotation: FloatArray, half_size: FloatArray) -> float:
+    """The object's reach from its centre in the table plane, as it lies now (a bound)."""
+    return float(np.linalg.norm(np.abs(rotation[:2, :]) @ half_size))
+
+
+def grasp_depth(rotation: FloatArray, half_size: FloatArray) -> float:
+    height = vertical_half_extent(rotation, half_size)
+    upright = height > UPRIGHT * footprint_radius(rotation, half_size)
+    return UPRIGHT_GRASP_DEPTH if upright else GRASP_DEPTH
+
+
+def approach_direction(target: FloatArray) -> FloatArray:
+    """Down onto `target`, leaning outwards along the line from the shoulder, as the arm
+    reaches most easily."""
+    azimuth = np.arctan2(target[1] - REACH_ORIGIN[1], target[0] - REACH_ORIGIN[0])
+    lean = np.sin(APPROACH_TILT)
+    return np.array([lean * np.cos(azimuth), lean * np.sin(azimuth), -np.cos(APPROACH_TILT)])
+
+
+def top_grasp(obj: Pose, half_size: FloatArray, current: FloatArray) -> Grasp:
+    """The grasp of an object (centre pose `obj`, model-frame `half_size`) from above, its
+    closing direction the one of the two equivalent ones nearest the gripper's `current`."""
+    height = vertical_half_extent(obj.rotation, half_size)
+    depth = grasp_depth(obj.rotation, half_size)
+    z = max(obj.position[2] - height + FLOOR_CLEARANCE, obj.position[2] + height - depth)
+    position = np.array([obj.position[0], obj.position[1], z])
+    approach = approach_direction(position)
+    closing = unit(np.cross([0.0, 0.0, 1.0], approach))
+    if closing @ current[:, 1] < 0:
+        closing = -closing
+    return Grasp(Pose(position, frame(approach, closing)))

@@ -1,0 +1,153 @@
+"""The Google Robot scripted expert's dispatch: which phase machine plays which task, move
+near's placement beside the target, and the `scripted` policy switching expert by robot.
+
+Synthetic privileged-state rows only; the simulator runs of the expert are in
+test_google_robot_cli.py (through `refinevla-bench run`) and test_google_scripted_drawer.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refinevla_bench.policies.google_scripted import (
+    DROP_CLEARANCE,
+    NEAR_CLEARANCE,
+    BesideTarget,
+    GoogleScriptedExpert,
+    machine_for,
+)
+from refinevla_bench.policies.google_scripted_drawer import CloseDrawer, OpenDrawer
+from refinevla_bench.policies.google_scripted_grasp import footprint_radius
+from refinevla_bench.policies.google_scripted_motion import GRIPPER_OPEN, Pose
+from refinevla_bench.policies.google_scripted_pick import PickPlace
+from refinevla_bench.policies.protocol import ObservationBatch, TerminatingPolicy
+from refinevla_bench.policies.registry import create_policy
+from refinevla_bench.policies.scripted import ScriptedExpert
+
+UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
+# the reset pose's gripper: leaning forward, pointing down (a rotation about base y)
+TCP = np.array([0.45, -0.2, 0.95, 0.0, 0.0, 1.0, 0.0])
+
+
+def _pick_row() -> dict[str, np.ndarray]:
+    return {
+        "tcp_pose": TCP.copy(),
+        "gripper_opening": np.array(1.0),
+        "source_pose": np.array([0.7, 0.1, 0.86, *UPRIGHT]),
+        "source_half_size": np.array([0.033, 0.033, 0.0615]),
+        "source_grasped": np.array(0.0),
+    }
+
+
+def _move_near_row(source_xy: tuple[float, float] = (0.6, 0.0)) -> dict[str, np.ndarray]:
+    return {
+        **_pick_row(),
+        "source_pose": np.array([*source_xy, 0.86, *UPRIGHT]),
+        "target_pose": np.array([0.6, 0.3, 0.84, *UPRIGHT]),
+        "target_half_size": np.array([0.04, 0.02, 0.04]),
+    }
+
+
+def _drawer_row() -> dict[str, np.ndarray]:
+    return {
+        "tcp_pose": TCP.copy(),
+        "gripper_opening": np.array(1.0),
+        "handle_pose": np.array([0.6, 0.1, 0.63, *UPRIGHT]),
+        "drawer_axis": np.array([-1.0, 0.0, 0.0]),
+        "drawer_qpos": np.array(0.0),
+    }
+
+
+def _batch(rows: list[dict[str, np.ndarray]], instructions: list[str]) -> ObservationBatch:
+    proprio_keys = ("tcp_pose", "gripper_opening")
+    return ObservationBatch(
+        images=np.zeros((len(rows), 8, 8, 3), dtype=np.uint8),
+        instructions=tuple(instructions),
+        state={key: np.stack([row[key] for row in rows]) for key in rows[0]},
+        proprio={key: np.stack([row[key] for row in rows]) for key in proprio_keys},
+    )
+
+
+def test_each_task_gets_its_phase_machine() -> None:
+    pick = machine_for("pick coke can", _pick_row())
+    assert isinstance(pick, PickPlace) and pick.placement is None
+    near = machine_for("move blue plastic bottle near pepsi can", _move_near_row())
+    assert isinstance(near, PickPlace) and isinstance(near.placement, BesideTarget)
+    assert isinstance(machine_for("open top drawer", _drawer_row()), OpenDrawer)
+    assert isinstance(machine_for("close middle drawer", _drawer_row()), CloseDrawer)
+
+
+def test_an_unknown_task_names_the_ones_the_expert_knows() -> None:
+    with pytest.raises(ValueError, match="no Google Robot scripted plan for 'wipe the table'"):
+        machine_for("wipe the table", _pick_row())
+    # a move-near instruction without the target's pose cannot be placed
+    with pytest.raises(ValueError, match="known: pick coke can; move"):
+        machine_for("move apple near orange", _pick_row())
+
+
+def test_move_near_sets_the_source_down_beside_the_target_on_its_own_side() -> None:
+    """On the line from the target towards where the source was picked up, the two
+    footprints NEAR_CLEARANCE apart, its bottom DROP_CLEARANCE above the table; the side is
+    fixed at the first call even though the held source then moves."""
+    row = _move_near_row(source_xy=(0.6, 0.0))
+    placement = BesideTarget()
+    spot = placement(row)
+    target = Pose.of(row["target_pose"])
+    gap = (
+        footprint_radius(target.rotation, row["target_half_size"])
+        + footprint_radius(Pose.of(row["source_pose"]).rotation, row["source_half_size"])
+        + NEAR_CLEARANCE
+    )
+    np.testing.assert_allclose(spot[:2], [0.6, 0.3 - gap])
+    table = 0.84 - 0.04
+    assert spot[2] == pytest.approx(table + 0.0615 + DROP_CLEARANCE)
+    carried = {**row, "source_pose": np.array([0.9, 0.3, 1.0, *UPRIGHT])}
+    np.testing.assert_allclose(placement(carried)[:2], spot[:2])
+
+
+def test_footprint_radius_follows_the_object_as_it_lies() -> None:
+    half = np.array([0.03, 0.1, 0.02])
+    assert footprint_radius(Pose.of(np.array([0, 0, 0, *UPRIGHT])).rotation, half) == (
+        pytest.approx(np.hypot(0.03, 0.1))
+    )
+    lying = np.array([0, 0, 0, np.cos(np.pi / 4), np.sin(np.pi / 4), 0, 0])  # model y up
+    assert footprint_radius(Pose.of(lying).rotation, half) == pytest.approx(np.hypot(0.03, 0.02))
+
+
+def test_the_expert_answers_seven_numbers_and_a_terminate_flag_per_row() -> None:
+    expert = GoogleScriptedExpert()
+    instructions = ["open top drawer", "close top drawer"]
+    expert.reset(instructions)
+    actions = expert.act(_batch([_drawer_row(), _drawer_row()], instructions))
+    assert actions.shape == (2, 7) and np.isfinite(actions).all()
+    assert (actions[:, 6] == GRIPPER_OPEN).all()  # both first open the gripper (the tool)
+    assert not np.allclose(actions[0, :3], actions[1, :3])  # to the hook / above the panel
+    assert list(expert.last_terminations() or []) == [False, False]
+    expert.reset(["pick coke can"])
+    action = expert.act(_batch([_pick_row()], ["pick coke can"]))[0]
+    assert action[6] == GRIPPER_OPEN and np.linalg.norm(action[:3]) > 0.05  # far from the can
+
+
+def test_the_expert_refuses_a_batch_it_was_not_reset_for_or_without_state() -> None:
+    expert = GoogleScriptedExpert()
+    expert.reset(["pick coke can"])
+    rows = [_pick_row(), _pick_row()]
+    with pytest.raises(ValueError, match="reset\\(\\) saw 1 instructions, the batch has 2"):
+        expert.act(_batch(rows, ["pick coke can"] * 2))
+    bare = ObservationBatch(images=np.zeros((1, 8, 8, 3), dtype=np.uint8), instructions=("x",))
+    with pytest.raises(ValueError, match="lacks privileged state: tcp_pose"):
+        expert.act(bare)
+
+
+def test_scripted_plays_the_google_robot_expert_when_told_its_robot() -> None:
+    policy = create_policy("scripted", robot="google_robot")
+    assert isinstance(policy, ScriptedExpert) and isinstance(policy, TerminatingPolicy)
+    assert policy.conventions.gripper == "relative"
+    assert policy.conventions.robot == "google_robot"
+    policy.reset(["pick coke can"])
+    assert policy.act(_batch([_pick_row()], ["pick coke can"])).shape == (1, 7)
+    assert list(policy.last_terminations() or []) == [False]
+    widowx = create_policy("scripted", robot="widowx")
+    assert widowx.conventions.gripper == "absolute"
+    assert isinstance(widowx, ScriptedExpert) and widowx.last_terminations() is None
