@@ -126,6 +126,30 @@ def grip_command(steps: int) -> float:
     return HOOK_GRIP if steps == 1 else 0.0
 
 
+@dataclass
+class ToolMachine:
+    """What the open and close machines share: each step shapes the tool (`grip_command`),
+    advances the phase and steers the tool to the phase's goal."""
+
+    steps: int = 0  # control steps in the current phase
+    age: int = 0  # control steps since the start
+
+    def command(self, row: Row) -> Command:
+        tcp, drawer = Pose.of(row["tcp_pose"]), DrawerFrame.of(row)
+        self._advance(tcp, drawer)
+        goal = self._goal(tcp, drawer)
+        gripper = grip_command(self.age)
+        self.steps += 1
+        self.age += 1
+        return Command(goal, gripper)
+
+    def _advance(self, tcp: Pose, drawer: DrawerFrame) -> None:
+        raise NotImplementedError
+
+    def _goal(self, tcp: Pose, drawer: DrawerFrame) -> Pose:
+        raise NotImplementedError
+
+
 class OpenPhase(IntEnum):
     """The steps of opening a drawer, in order."""
 
@@ -139,25 +163,14 @@ OPEN_TIMEOUTS = {OpenPhase.REACH: 40, OpenPhase.INSERT: 20, OpenPhase.PULL: 45}
 
 
 @dataclass
-class OpenDrawer:
+class OpenDrawer(ToolMachine):
     """One row's opening of the task drawer to `target` (m); a hook that comes off the panel
     starts over from the drawer's new position."""
 
     target: float = OPEN_TARGET
     phase: OpenPhase = OpenPhase.REACH
-    steps: int = 0  # control steps in the current phase
-    age: int = 0  # control steps since the start
     errors: tuple[float, ...] = ()  # INSERT's recent distances to the hook point
     anchor: Pose | None = None  # the end effector's pose when HOLD began
-
-    def command(self, row: Row) -> Command:
-        tcp, drawer = Pose.of(row["tcp_pose"]), DrawerFrame.of(row)
-        self._advance(tcp, drawer)
-        goal = self._goal(tcp, drawer)
-        gripper = grip_command(self.age)
-        self.steps += 1
-        self.age += 1
-        return Command(goal, gripper)
 
     def done(self) -> bool:
         return self.phase == OpenPhase.HOLD
@@ -222,21 +235,10 @@ CLOSE_TIMEOUTS = {ClosePhase.ABOVE: 40, ClosePhase.FRONT: 20, ClosePhase.PUSH: 3
 
 
 @dataclass
-class CloseDrawer:
+class CloseDrawer(ToolMachine):
     """One row's closing of the task drawer: push its front panel until it is shut."""
 
     phase: ClosePhase = ClosePhase.ABOVE
-    steps: int = 0
-    age: int = 0
-
-    def command(self, row: Row) -> Command:
-        tcp, drawer = Pose.of(row["tcp_pose"]), DrawerFrame.of(row)
-        self._advance(tcp, drawer)
-        goal = self._goal(tcp, drawer)
-        gripper = grip_command(self.age)
-        self.steps += 1
-        self.age += 1
-        return Command(goal, gripper)
 
     def done(self) -> bool:
         return self.phase == ClosePhase.HOLD
