@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,18 @@ def run_sim_script(script: str, *args: str) -> Any:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_module_probe(
+    module: str, assets: Path, label: str, function: str = "_probe"
+) -> dict[str, Any]:
+    """Call `tests.<module>.<function>(assets)` through run_sim_script and print how long it
+    took (the simulator tests gather their facts in one such probe per module)."""
+    script = (
+        f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+        f"from tests.{module} import {function}; print(json.dumps({function}(sys.argv[1])))"
+    )
+    started = time.perf_counter()
+    report: dict[str, Any] = run_sim_script(script, str(assets))
+    print(f"\n{label} probe {time.perf_counter() - started:.0f} s")
+    return report

@@ -12,7 +12,6 @@ put_in_drawer_variant_agg.sh, simpler_env/evaluation/maniskill2_evaluator.py).
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from tests.support import REPO_ROOT, run_sim_script
+from tests.support import run_module_probe
 
-SCRIPT = (
-    f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-    "from tests.test_google_robot_apple_drawer import _probe; "
-    "print(json.dumps(_probe(sys.argv[1])))"
-)
 # put_in_drawer_visual_matching.sh: A0, B0, C0 -> (x, y, yaw), photo open_drawer_<pose>.png
 VM_POSES = {"a0": (0.644, -0.179, -0.03), "b0": (0.652, 0.009, 0.0), "c0": (0.665, 0.224, 0.0)}
 # --obj-init-x-range -0.08 -0.02 3 (outer loop) --obj-init-y-range -0.02 0.08 3
@@ -198,10 +192,7 @@ def _probe(assets: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def probe(google_robot_assets: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(SCRIPT, str(google_robot_assets))
-    print(f"\napple drawer probe {time.perf_counter() - started:.0f} s")
-    return report
+    return run_module_probe("test_google_robot_apple_drawer", google_robot_assets, "apple drawer")
 
 
 def _yaw(pose: list[float]) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from scipy.spatial.transform import Rotation
 from refinevla_bench.harness.assets.store import MARKER_NAME
 from refinevla_bench.harness.backends.google_robot import contacts, lift_success
 from refinevla_bench.harness.suites.google_robot import COKE_CAN_CAMERA_VA, COKE_CAN_VA
-from tests.support import REPO_ROOT, run_sim_script
+from tests.support import run_module_probe
 
 ORIENTATIONS = ("horizontal", "vertical", "standing")
 CAN_XY = (-0.2, 0.2)
@@ -35,11 +34,6 @@ TABLE_TOP = 0.87
 # reaches y = -0.0690 (bottom) and z = -0.0322 (side); the model DB's bbox rounds to +-0.0615
 CAN_SIDE = 0.0322
 CAN_BOTTOM = 0.0690
-SCRIPT = (
-    f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-    "from tests.test_google_robot_coke_can import {probe}; "
-    "print(json.dumps({probe}(sys.argv[1])))"
-)
 # VA runs: the can at grid episode 20 = (-0.12, -0.02), where seed 0 drops the default
 # distractors apart from each other, so each one rests where it was drawn
 VA_EPISODE = 20
@@ -307,10 +301,7 @@ def _rest_can_on(u: Any, model_id: str, contacts: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def probe(google_robot_assets: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(SCRIPT.format(probe="_probe"), str(google_robot_assets))
-    print(f"\ncoke can probe {time.perf_counter() - started:.0f} s")
-    return report
+    return run_module_probe("test_google_robot_coke_can", google_robot_assets, "coke can")
 
 
 def _axis(pose: list[float]) -> np.ndarray:
@@ -440,12 +431,9 @@ def variant_probe(google_robot_assets: Path) -> dict[str, Any]:
     """The VA probe on the suite's assets as `assets fetch --from` installs them: where the
     copy lacks upstream's bridge_spoon_generated_modified (the "more" set's spoon), a box of
     its database bounding box, listed as a stand-in."""
-    started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(
-        SCRIPT.format(probe="_variant_probe"), str(google_robot_assets)
+    return run_module_probe(
+        "test_google_robot_coke_can", google_robot_assets, "coke can VA", "_variant_probe"
     )
-    print(f"\ncoke can VA probe {time.perf_counter() - started:.0f} s")
-    return report
 
 
 def test_a_missing_upstream_model_is_installed_as_a_flagged_box(google_robot_assets: Path) -> None:

@@ -11,7 +11,6 @@ custom/mk_station*.urdf).
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from tests.support import REPO_ROOT, run_sim_script
+from tests.support import run_module_probe
 
-SCRIPT = (
-    f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-    "from tests.test_google_robot_drawer import _probe; print(json.dumps(_probe(sys.argv[1])))"
-)
 # drawer_visual_matching.sh: pose -> (x, y, yaw added to the centre quaternion (0, 0, 0, 1))
 VM_POSES = {
     "a0": (0.644, -0.179, -0.03),
@@ -240,10 +235,7 @@ def _probe(assets: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def probe(google_robot_assets: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(SCRIPT, str(google_robot_assets))
-    print(f"\ndrawer probe {time.perf_counter() - started:.0f} s")
-    return report
+    return run_module_probe("test_google_robot_drawer", google_robot_assets, "drawer")
 
 
 def _yaw(pose: list[float]) -> float:

@@ -15,7 +15,6 @@ tools/calc_metrics.py).
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from tests.support import REPO_ROOT, run_sim_script
+from tests.support import run_module_probe
 
 TABLE_TOP = 0.87
 PLAIN_TRIPLETS = (
@@ -88,11 +87,6 @@ FLAGS = (
     "moved_wrong_obj",
     "near_tgt_obj",
     "is_closest_to_tgt",
-)
-SCRIPT = (
-    f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-    "from tests.test_google_robot_move_near import _probe; "
-    "print(json.dumps(_probe(sys.argv[1])))"
 )
 
 
@@ -336,10 +330,7 @@ def _synthetic_rule(evaluate: Any) -> dict[str, dict[str, list[bool]]]:
 
 @pytest.fixture(scope="module")
 def probe(google_robot_assets: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(SCRIPT, str(google_robot_assets))
-    print(f"\nmove near probe {time.perf_counter() - started:.0f} s")
-    return report
+    return run_module_probe("test_google_robot_move_near", google_robot_assets, "move near")
 
 
 def _expected_grid(

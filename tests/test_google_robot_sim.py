@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from tests.support import REPO_ROOT, run_sim_script
+from tests.support import run_module_probe
 
 pytestmark = pytest.mark.sim
 
@@ -34,10 +34,6 @@ IK_TOL = 1e-4
 HOLD_POSITION_TOLERANCE = 0.0005
 HOLD_ROTATION_TOLERANCE = 0.002
 HOLD_STEPS = 12
-SCRIPT = (
-    f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-    "from tests.test_google_robot_sim import _probe; print(json.dumps(_probe(sys.argv[1])))"
-)
 
 
 def _probe(assets: str) -> dict[str, Any]:
@@ -244,13 +240,8 @@ def _compare_ik(controller: Any, torch_ik: Any, qpos: Any) -> list[dict[str, Any
 
 @pytest.fixture(scope="module")
 def probe(google_robot_assets: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(SCRIPT, str(google_robot_assets))
-    report["probe_seconds"] = time.perf_counter() - started
-    print(
-        f"\nGoogle Robot CPU: {report['steps_per_second']:.2f} control steps/s (rgb 640x512), "
-        f"probe {report['probe_seconds']:.0f} s"
-    )
+    report = run_module_probe("test_google_robot_sim", google_robot_assets, "Google Robot sim")
+    print(f"Google Robot CPU: {report['steps_per_second']:.2f} control steps/s (rgb 640x512)")
     return report
 
 

@@ -43,13 +43,8 @@ from refinevla_bench.policies.google_scripted_drawer import (
 from refinevla_bench.policies.google_scripted_drawer_tasks import drawer_expert
 from refinevla_bench.policies.google_scripted_grasp import REACH_ORIGIN
 from refinevla_bench.policies.google_scripted_motion import GRIPPER_OPEN, Pose, Row
-from tests.support import REPO_ROOT, run_sim_script
+from tests.support import run_module_probe
 
-SCRIPT = (
-    f"import json, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-    "from tests.test_google_scripted_drawer import _probe; "
-    "print(json.dumps(_probe(sys.argv[1])))"
-)
 AXIS = np.array([-1.0, 0.0, 0.0])  # the drawer opens towards the robot (base -x)
 HANDLE = np.array([0.6, 0.1, 0.63])  # the closed drawer's handle, base frame
 EPISODE = 4  # robot pose b1 of the visual-matching grid
@@ -329,10 +324,7 @@ def _probe(assets: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def probe(google_robot_assets: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    report: dict[str, Any] = run_sim_script(SCRIPT, str(google_robot_assets))
-    print(f"\nscripted drawer probe {time.perf_counter() - started:.0f} s")
-    return report
+    return run_module_probe("test_google_scripted_drawer", google_robot_assets, "scripted drawer")
 
 
 @pytest.mark.sim
