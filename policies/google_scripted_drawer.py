@@ -42,6 +42,8 @@ from refinevla_bench.policies.google_scripted_motion import (
 )
 
 TILT = math.radians(35.0)  # the tool's axis below the horizontal, pointing into the cabinet
+PUSH_TILT = math.radians(55.0)  # the same while closing: at 35 degrees the arm cannot reach the
+# face of an open bottom drawer near the robot (it folds and flails); steeper reaches it
 HOOK_GRIP = 0.75  # relative gripper command from open: the fingertips 2 cm apart, not touching
 PANEL_FRONT = -0.03  # the panel's front face, along the opening axis from the handle bar
 HOOK = (-0.13, 0.0345)  # the TCP when hooked: 8.5 cm behind the panel, tips 4 cm below its top
@@ -96,14 +98,14 @@ class DrawerFrame:
         offset = position - self.origin
         return float(offset @ self.along), float(offset @ UP)
 
-    def tool(self) -> FloatArray:
-        """The end effector's rotation: pointing into the cabinet `TILT` below the
+    def tool(self, tilt: float = TILT) -> FloatArray:
+        """The end effector's rotation: pointing into the cabinet `tilt` below the
         horizontal, the fingers closing across the drawer (the in-plane side is the thin one)."""
-        approach = -math.cos(TILT) * self.along - math.sin(TILT) * UP
+        approach = -math.cos(tilt) * self.along - math.sin(tilt) * UP
         return frame(approach, np.cross(UP, self.along))
 
-    def pose(self, along: float, up: float) -> Pose:
-        return Pose(self.point(along, up), self.tool())
+    def pose(self, along: float, up: float, tilt: float = TILT) -> Pose:
+        return Pose(self.point(along, up), self.tool(tilt))
 
 
 def slide(tcp: FloatArray, start: FloatArray, end: FloatArray, lead: float) -> FloatArray:
@@ -248,7 +250,7 @@ class CloseDrawer(ToolMachine):
 
     def _start(self, drawer: DrawerFrame, up: float) -> Pose:
         face = PANEL_FRONT + drawer.qpos
-        return drawer.pose(face + STANDOFF + TOOL_REACH, up)
+        return drawer.pose(face + STANDOFF + TOOL_REACH, up, PUSH_TILT)
 
     def _goal(self, tcp: Pose, drawer: DrawerFrame) -> Pose:
         if self.phase == ClosePhase.ABOVE:
@@ -258,8 +260,8 @@ class CloseDrawer(ToolMachine):
         shut = PANEL_FRONT + TOOL_REACH - PUSH_OVER
         if self.phase == ClosePhase.PUSH:
             along, _ = drawer.coordinates(tcp.position)
-            return drawer.pose(max(along - PUSH_LEAD, shut), PUSH_HEIGHT)
-        return drawer.pose(shut, PUSH_HEIGHT)
+            return drawer.pose(max(along - PUSH_LEAD, shut), PUSH_HEIGHT, PUSH_TILT)
+        return drawer.pose(shut, PUSH_HEIGHT, PUSH_TILT)
 
     def _advance(self, tcp: Pose, drawer: DrawerFrame) -> None:
         timed_out = self.steps >= CLOSE_TIMEOUTS.get(self.phase, 0)

@@ -30,6 +30,7 @@ from refinevla_bench.policies.google_scripted_drawer import (
     OPEN_ENOUGH,
     OPEN_TARGET,
     OPEN_TIMEOUTS,
+    PUSH_TILT,
     REOPEN,
     SIDE_REACH,
     TILT,
@@ -48,12 +49,13 @@ from tests.support import run_module_probe
 AXIS = np.array([-1.0, 0.0, 0.0])  # the drawer opens towards the robot (base -x)
 HANDLE = np.array([0.6, 0.1, 0.63])  # the closed drawer's handle, base frame
 EPISODE = 4  # robot pose b1 of the visual-matching grid
+NEAREST_POSE = 0  # a0: the robot pose nearest the cabinet
 STEPS = 113
 
 
-def _row(tcp: np.ndarray, qpos: float = 0.0, **extra: Any) -> Row:
+def _row(tcp: np.ndarray, qpos: float = 0.0, tilt: float = TILT, **extra: Any) -> Row:
     """A privileged-state row of the drawer tasks; the tool in the drawer machines' pose."""
-    rotation = DrawerFrame.of(_drawer_row(qpos)).tool()
+    rotation = DrawerFrame.of(_drawer_row(qpos)).tool(tilt)
     quaternion = _quaternion(rotation)
     return {
         **_drawer_row(qpos),
@@ -184,23 +186,25 @@ def test_an_insert_that_stops_short_pulls_from_where_it_stands() -> None:
 
 
 def test_close_comes_down_in_front_of_the_panel_and_pushes_it_shut() -> None:
+    """The push leans more steeply than the hook (PUSH_TILT): the arm reaches an open bottom
+    drawer's face near the robot that way."""
     machine = CloseDrawer()
     frame = DrawerFrame.of(_drawer_row(0.2))
-    first = machine.command(_row(_at(frame, 0.5, 0.4), qpos=0.2))
+    first = machine.command(_row(_at(frame, 0.5, 0.4), qpos=0.2, tilt=PUSH_TILT))
     assert first.goal is not None and _phase(machine) == ClosePhase.ABOVE
-    machine.command(_row(first.goal.position, qpos=0.2))
+    machine.command(_row(first.goal.position, qpos=0.2, tilt=PUSH_TILT))
     assert _phase(machine) == ClosePhase.FRONT
-    front = machine.command(_row(first.goal.position, qpos=0.2)).goal
+    front = machine.command(_row(first.goal.position, qpos=0.2, tilt=PUSH_TILT)).goal
     assert front is not None
     along, up = frame.coordinates(front.position)
     assert along > 0.2 - 0.03 and up < frame.coordinates(first.goal.position)[1]
-    machine.command(_row(front.position, qpos=0.2))
+    machine.command(_row(front.position, qpos=0.2, tilt=PUSH_TILT))
     assert _phase(machine) == ClosePhase.PUSH
-    push = machine.command(_row(front.position, qpos=0.2)).goal
+    push = machine.command(_row(front.position, qpos=0.2, tilt=PUSH_TILT)).goal
     assert push is not None and frame.coordinates(push.position)[0] < along  # into the cabinet
-    machine.command(_row(_at(frame, 0.0, 0.02), qpos=CLOSED))
+    machine.command(_row(_at(frame, 0.0, 0.02), qpos=CLOSED, tilt=PUSH_TILT))
     assert machine.done()
-    machine.command(_row(_at(frame, 0.0, 0.02), qpos=REOPEN + 0.01))
+    machine.command(_row(_at(frame, 0.0, 0.02), qpos=REOPEN + 0.01, tilt=PUSH_TILT))
     assert _phase(machine) == ClosePhase.PUSH
 
 
@@ -264,8 +268,10 @@ def test_the_expert_follows_the_instruction_and_the_apple_task_by_its_subtask_ke
 
 
 def _probe(assets: str) -> dict[str, Any]:
-    """Runs in a fresh interpreter: one whole open and one whole close top drawer episode
-    driven by the machines, as the dispatcher would (rows from proprio + privileged state)."""
+    """Runs in a fresh interpreter: whole episodes driven by the machines, as the dispatcher
+    would (rows from proprio + privileged state): open and close the top drawer from robot pose
+    b1, and close the bottom drawer from a0, the pose nearest the cabinet (the arm must reach
+    low and close to the robot there)."""
     from refinevla_bench.harness.backends.maniskill import import_maniskill
     from refinevla_bench.harness.paths import maniskill_asset_dir
 
@@ -281,10 +287,11 @@ def _probe(assets: str) -> dict[str, Any]:
         "close_start": drawer.CLOSE_INITIAL_QPOS,
     }
     machines = {
-        "open": (drawer.OPEN_ENV_ID, OpenDrawer),
-        "close": (drawer.CLOSE_ENV_ID, CloseDrawer),
+        "open": (drawer.OPEN_ENV_ID, OpenDrawer, "top", EPISODE),
+        "close": (drawer.CLOSE_ENV_ID, CloseDrawer, "top", EPISODE),
+        "close_bottom": (drawer.CLOSE_ENV_ID, CloseDrawer, "bottom", NEAREST_POSE),
     }
-    for task, (env_id, machine_type) in machines.items():
+    for task, (env_id, machine_type, which, episode) in machines.items():
         started = time.perf_counter()
         env = gym.make(
             env_id,
@@ -292,11 +299,11 @@ def _probe(assets: str) -> dict[str, Any]:
             sim_backend="physx_cpu",
             render_backend="cpu",
             assets_root=Path(assets),
-            drawer="top",
+            drawer=which,
             robot_grid="overlay_poses",
         )
         u: Any = env.unwrapped
-        env.reset(options={"episode_id": torch.tensor([EPISODE])})
+        env.reset(options={"episode_id": torch.tensor([episode])})
         machine = machine_type()
         qpos, finite, terminated = [], True, False
         for _ in range(STEPS):
@@ -343,7 +350,19 @@ def test_the_close_machine_shuts_the_open_top_drawer_in_the_simulator(
     probe: dict[str, Any],
 ) -> None:
     """The drawer starts 0.2 m open; success at the last step: qpos <= 0.05, kept."""
-    entry, threshold = probe["close"], probe["close_success"]
+    _assert_closed(probe, "close")
+
+
+@pytest.mark.sim
+def test_the_close_machine_reaches_the_bottom_drawer_from_the_nearest_robot_pose(
+    probe: dict[str, Any],
+) -> None:
+    """Pushing at the hook's 35 degree lean, the arm folded short of this face and flailed."""
+    _assert_closed(probe, "close_bottom")
+
+
+def _assert_closed(probe: dict[str, Any], task: str) -> None:
+    entry, threshold = probe[task], probe["close_success"]
     assert entry["finite"] and not entry["terminated"] and entry["done"]
     assert entry["qpos"][0] > probe["close_start"] - 0.01 and entry["truncated"]
     assert entry["success"] and entry["qpos"][-1] <= threshold
