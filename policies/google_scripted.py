@@ -1,6 +1,7 @@
 """The `scripted` expert on the Google Robot: one phase machine per episode, chosen by task.
 
-Pick coke can and move near run `PickPlace` (move near with a placement beside the target);
+Pick coke can and move near run `PickPlace` (move near with a placement beside the target; a
+standing coke can is first tipped over, `ToppleThenPick`);
 the drawer tasks and put-apple-into-drawer run the drawer machines. Every machine reads the
 privileged state and answers a `Command`, turned here into the 7 numbers a learned Google Robot
 policy sends: a base-frame translation delta, an axis-angle rotation delta and a relative
@@ -17,9 +18,14 @@ import numpy as np
 import numpy.typing as npt
 
 from refinevla_bench.policies.google_scripted_drawer_tasks import drawer_expert
-from refinevla_bench.policies.google_scripted_grasp import footprint_radius, vertical_half_extent
+from refinevla_bench.policies.google_scripted_grasp import (
+    footprint_radius,
+    is_upright,
+    vertical_half_extent,
+)
 from refinevla_bench.policies.google_scripted_motion import Command, FloatArray, Pose, Row
 from refinevla_bench.policies.google_scripted_pick import PickPlace
+from refinevla_bench.policies.google_scripted_topple import ToppleThenPick
 from refinevla_bench.policies.protocol import ACTION_DIM, ObservationBatch, PolicyConventions
 
 KNOWN_TASKS = (
@@ -77,7 +83,11 @@ def machine_for(instruction: str, row: Row) -> Machine:
         return drawer
     words = instruction.lower().split()
     if words[:3] == ["pick", "coke", "can"]:
-        return PickPlace(half_size=source_half_size)
+        pick = PickPlace(half_size=source_half_size)
+        source = Pose.of(row["source_pose"])
+        if is_upright(source.rotation, source_half_size(row)):
+            return ToppleThenPick(pick)
+        return pick
     if words[:1] == ["move"] and "near" in words and "target_pose" in row:
         return PickPlace(half_size=source_half_size, placement=BesideTarget())
     known = "; ".join(KNOWN_TASKS)

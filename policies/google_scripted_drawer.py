@@ -29,13 +29,13 @@ import numpy as np
 
 from refinevla_bench.policies.google_scripted_grasp import REACH_ORIGIN
 from refinevla_bench.policies.google_scripted_motion import (
-    GRIPPER_OPEN,
     UP,
     Command,
     FloatArray,
     Pose,
     Row,
     frame,
+    grip_command,
     position_error,
     rotation_error,
     unit,
@@ -44,7 +44,6 @@ from refinevla_bench.policies.google_scripted_motion import (
 TILT = math.radians(35.0)  # the tool's axis below the horizontal, pointing into the cabinet
 PUSH_TILT = math.radians(55.0)  # the same while closing: at 35 degrees the arm cannot reach the
 # face of an open bottom drawer near the robot (it folds and flails); steeper reaches it
-HOOK_GRIP = 0.75  # relative gripper command from open: the fingertips 2 cm apart, not touching
 PANEL_FRONT = -0.03  # the panel's front face, along the opening axis from the handle bar
 HOOK = (-0.13, 0.0345)  # the TCP when hooked: 8.5 cm behind the panel, tips 4 cm below its top
 INSERT_FROM = 0.2  # the slide into the slot starts this far back along the tool's axis
@@ -118,14 +117,6 @@ def slide(tcp: FloatArray, start: FloatArray, end: FloatArray, lead: float) -> F
     ahead = max(0.0, lead - 2.0 * off)
     goal: FloatArray = start + min(length, projected + ahead) * direction
     return goal
-
-
-def grip_command(steps: int) -> float:
-    """The gripper part while shaping the tool: open fully, then close to the hook grip; keep
-    it after that."""
-    if steps == 0:
-        return GRIPPER_OPEN
-    return HOOK_GRIP if steps == 1 else 0.0
 
 
 @dataclass

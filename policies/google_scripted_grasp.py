@@ -48,10 +48,14 @@ def footprint_radius(rotation: FloatArray, half_size: FloatArray) -> float:
     return float(np.linalg.norm(np.abs(rotation[:2, :]) @ half_size))
 
 
-def grasp_depth(rotation: FloatArray, half_size: FloatArray) -> float:
+def is_upright(rotation: FloatArray, half_size: FloatArray) -> bool:
+    """Standing tall and narrow (a standing can or bottle), as it lies now."""
     height = vertical_half_extent(rotation, half_size)
-    upright = height > UPRIGHT * footprint_radius(rotation, half_size)
-    return UPRIGHT_GRASP_DEPTH if upright else GRASP_DEPTH
+    return height > UPRIGHT * footprint_radius(rotation, half_size)
+
+
+def grasp_depth(rotation: FloatArray, half_size: FloatArray) -> float:
+    return UPRIGHT_GRASP_DEPTH if is_upright(rotation, half_size) else GRASP_DEPTH
 
 
 def approach_direction(target: FloatArray) -> FloatArray:

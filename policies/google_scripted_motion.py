@@ -27,6 +27,10 @@ MAX_TRANSLATION = 0.1  # metres per control step: the arm then moves about 3 cm 
 MAX_ROTATION = 0.6  # radians per control step: about 0.17 rad per step actually turned
 GRIPPER_CLOSE = 1.0  # relative gripper: +1 drives the fingers fully closed
 GRIPPER_OPEN = -1.0  # -1 drives them fully open
+# from open, this relative command leaves the fingertips 2 cm apart: a blunt tool for pushing and
+# hooking (fully closed fingers press on each other and the arm then tracks its targets
+# erratically, seen in the simulator)
+HOOK_GRIP = 0.75
 UP = np.array([0.0, 0.0, 1.0])
 
 
@@ -74,6 +78,14 @@ def servo(
     translation = clip_norm(GAIN * (goal.position - tcp.position), max_translation)
     turn = clip_norm(GAIN * rotation_between(tcp.rotation, goal.rotation), max_rotation)
     return np.concatenate([translation, turn])
+
+
+def grip_command(steps: int) -> float:
+    """The gripper part while shaping the tool, `steps` control steps in: open fully, then
+    close to the hook grip; keep it after that."""
+    if steps == 0:
+        return GRIPPER_OPEN
+    return HOOK_GRIP if steps == 1 else 0.0
 
 
 def unit(vector: FloatArray) -> FloatArray:

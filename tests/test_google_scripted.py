@@ -21,6 +21,7 @@ from refinevla_bench.policies.google_scripted_drawer import CloseDrawer, OpenDra
 from refinevla_bench.policies.google_scripted_grasp import footprint_radius
 from refinevla_bench.policies.google_scripted_motion import GRIPPER_OPEN, Pose
 from refinevla_bench.policies.google_scripted_pick import PickPlace
+from refinevla_bench.policies.google_scripted_topple import ToppleThenPick
 from refinevla_bench.policies.protocol import ObservationBatch, TerminatingPolicy
 from refinevla_bench.policies.registry import create_policy
 from refinevla_bench.policies.scripted import ScriptedExpert
@@ -70,8 +71,8 @@ def _batch(rows: list[dict[str, np.ndarray]], instructions: list[str]) -> Observ
 
 
 def test_each_task_gets_its_phase_machine() -> None:
-    pick = machine_for("pick coke can", _pick_row())
-    assert isinstance(pick, PickPlace) and pick.placement is None
+    pick = machine_for("pick coke can", _pick_row())  # standing: tipped over first
+    assert isinstance(pick, ToppleThenPick) and pick.pick.placement is None
     near = machine_for("move blue plastic bottle near pepsi can", _move_near_row())
     assert isinstance(near, PickPlace) and isinstance(near.placement, BesideTarget)
     assert isinstance(machine_for("open top drawer", _drawer_row()), OpenDrawer)

@@ -25,7 +25,6 @@ from refinevla_bench.policies.google_scripted_apple import (
 from refinevla_bench.policies.google_scripted_drawer import (
     CLOSED,
     HOOK,
-    HOOK_GRIP,
     INSERT_FROM,
     OPEN_ENOUGH,
     OPEN_TARGET,
@@ -43,7 +42,7 @@ from refinevla_bench.policies.google_scripted_drawer import (
 )
 from refinevla_bench.policies.google_scripted_drawer_tasks import drawer_expert
 from refinevla_bench.policies.google_scripted_grasp import REACH_ORIGIN
-from refinevla_bench.policies.google_scripted_motion import GRIPPER_OPEN, Pose, Row
+from refinevla_bench.policies.google_scripted_motion import GRIPPER_OPEN, HOOK_GRIP, Pose, Row
 from tests.support import run_module_probe
 
 AXIS = np.array([-1.0, 0.0, 0.0])  # the drawer opens towards the robot (base -x)
