@@ -59,7 +59,7 @@ def test_vm_and_va_runs_fill_the_google_robot_table(
     assert len(records) == 6
     assert all(r["steps"] == 80 and r["instruction"] == "pick coke can" for r in records)
     # the scripted expert, acting through the Google Robot's action interface, lifts the lying
-    # cans (its standing-can rate is measured in results/, below the lying ones)
+    # cans (rates over the grids, the standing can included: results/README.md)
     lying = [r for r in records if not str(r["task"]).endswith("standing")]
     assert len(lying) == 4 and all(r["success"] for r in lying)
     manifest = json.loads((vm_out / "manifest.json").read_text())
