@@ -73,8 +73,15 @@ def top_grasp(obj: Pose, half_size: FloatArray, current: FloatArray) -> Grasp:
     depth = grasp_depth(obj.rotation, half_size)
     z = max(obj.position[2] - height + FLOOR_CLEARANCE, obj.position[2] + height - depth)
     position = np.array([obj.position[0], obj.position[1], z])
-    approach = approach_direction(position)
+    return Grasp(Pose(position, leaning_rotation(position, current)))
+
+
+def leaning_rotation(target: FloatArray, current: FloatArray) -> FloatArray:
+    """The end effector's rotation coming down onto `target` (`approach_direction`), closing
+    horizontally across the lean, in the one of the two equivalent closing directions nearest
+    the gripper's `current` rotation (the wrist then turns least)."""
+    approach = approach_direction(target)
     closing = unit(np.cross([0.0, 0.0, 1.0], approach))
     if closing @ current[:, 1] < 0:
         closing = -closing
-    return Grasp(Pose(position, frame(approach, closing)))
+    return frame(approach, closing)

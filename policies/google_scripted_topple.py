@@ -19,9 +19,9 @@ import numpy as np
 
 from refinevla_bench.policies.google_scripted_grasp import (
     REACH_ORIGIN,
-    approach_direction,
     footprint_radius,
     is_upright,
+    leaning_rotation,
     vertical_half_extent,
 )
 from refinevla_bench.policies.google_scripted_motion import (
@@ -31,7 +31,6 @@ from refinevla_bench.policies.google_scripted_motion import (
     FloatArray,
     Pose,
     Row,
-    frame,
     grip_command,
     pose_of,
     position_error,
@@ -70,11 +69,10 @@ class Push:
     rotation: FloatArray
 
     @classmethod
-    def of(cls, row: Row, tcp: Pose) -> Push:
-        """Across the line from the shoulder to the object, towards that line's side of the
-        robot's centre (the arm reaches better there), in the pick's leaning tool pose."""
-        source = pose_of(row, "source_pose")
-        half_size = np.asarray(row["source_half_size"], dtype=np.float64)
+    def of(cls, source: Pose, half_size: FloatArray, tcp: Pose) -> Push:
+        """Across the line from the shoulder to the object (centre pose `source`, model-frame
+        `half_size`), towards that line's side of the robot's centre (the arm reaches better
+        there), in the pick's leaning tool pose."""
         centre = source.position
         radial = np.array([*(centre[:2] - REACH_ORIGIN), 0.0])
         lateral = unit(np.cross(UP, radial))
@@ -84,11 +82,7 @@ class Push:
         start = centre - reach * direction
         end = centre + THROUGH * direction
         start[2] = end[2] = height
-        approach = approach_direction(centre)
-        closing = unit(np.cross(UP, approach))
-        if closing @ tcp.rotation[:, 1] < 0:
-            closing = -closing
-        return cls(start, end, frame(approach, closing))
+        return cls(start, end, leaning_rotation(centre, tcp.rotation))
 
 
 @dataclass
@@ -100,22 +94,24 @@ class ToppleThenPick:
     steps: int = 0  # control steps in the current phase
     age: int = 0  # control steps since the start
     push: Push | None = None
-    anchor: Pose | None = None  # the end effector's pose when CLEAR began
+    anchor: Pose | None = None  # the end effector's pose when the current phase began
 
     def command(self, row: Row) -> Command:
         tcp = pose_of(row, "tcp_pose")
         if self.push is None:
-            self.push = Push.of(row, tcp)
+            self.push = Push.of(pose_of(row, "source_pose"), self.pick.half_size(row), tcp)
         self._advance(row, tcp, self.push)
         if self.phase == TopplePhase.PICK:
             return self.pick.command(row)
-        gripper = GRIPPER_OPEN if self.phase == TopplePhase.CLEAR else grip_command(self.age)
-        self.steps += 1
-        self.age += 1
         if self.phase == TopplePhase.CLEAR:
             assert self.anchor is not None
-            return Command(self.anchor.moved(CLEAR * UP), gripper)
-        return Command(Pose(self._target(self.push), self.push.rotation), gripper)
+            command = Command(self.anchor.moved(CLEAR * UP), GRIPPER_OPEN)
+        else:
+            goal = Pose(self._target(self.push), self.push.rotation)
+            command = Command(goal, grip_command(self.age))
+        self.steps += 1
+        self.age += 1
+        return command
 
     def done(self) -> bool:
         return self.phase == TopplePhase.PICK and self.pick.done()
@@ -143,8 +139,7 @@ class ToppleThenPick:
                 self._enter(TopplePhase.PUSH, tcp)
         elif phase == TopplePhase.PUSH:
             source = pose_of(row, "source_pose")
-            half_size = np.asarray(row["source_half_size"], dtype=np.float64)
-            down = not is_upright(source.rotation, half_size)
+            down = not is_upright(source.rotation, self.pick.half_size(row))
             if (down and self.steps >= SETTLE_STEPS) or timed_out:
                 self._enter(TopplePhase.CLEAR, tcp)
         elif phase == TopplePhase.CLEAR and timed_out:

@@ -55,7 +55,8 @@ def _phase(machine: ToppleThenPick) -> int:
 
 
 def _push(can_y: float = 0.1) -> Push:
-    return Push.of(_row(TCP, can_y), Pose.of(TCP))
+    row = _row(TCP, can_y)
+    return Push.of(Pose.of(row["source_pose"]), HALF_SIZE, Pose.of(TCP))
 
 
 def test_the_push_runs_across_the_shoulder_line_through_the_cans_top() -> None:
