@@ -218,6 +218,7 @@ def run(
         device=backend.device,
         num_envs=num_envs,
         assets_root=assets_root(),
+        output=run_dir.path,
         argv=["refinevla-bench", *sys.argv[1:]],
     )
     with Progress(

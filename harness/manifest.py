@@ -23,6 +23,7 @@ from refinevla_bench.policies.protocol import Policy
 _SECRET = re.compile(r"(key|token|secret|password|passwd|credential)", re.IGNORECASE)
 REDACTED = "<redacted>"
 _VERSIONED_PACKAGES = ("mani-skill", "sapien", "torch", "numpy", "gymnasium")
+_SOURCE = Path(__file__).resolve().parent
 
 
 def redact_command(argv: Sequence[str]) -> list[str]:
@@ -56,24 +57,30 @@ def package_versions(packages: Sequence[str] = _VERSIONED_PACKAGES) -> dict[str,
     return versions
 
 
-def git_state() -> dict[str, Any]:
-    """The commit of the harness source when it runs from a git checkout (else nulls)."""
-    source = Path(__file__).resolve().parent
+def _git(source: Path, *arguments: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(source), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout.strip()
+
+
+def git_state(output: Path | None = None, source: Path = _SOURCE) -> dict[str, Any]:
+    """The commit of the harness source when it runs from a git checkout (else nulls).
+
+    Changes inside the run's own `output` folder do not make it dirty: a resumed run whose
+    folder is committed (results/) would otherwise always say so, and "dirty" must mean
+    that the code differed from the commit.
+    """
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = _git(source, "rev-parse", "HEAD")
+        pathspec = ["--", ":(top)"]
+        top = Path(_git(source, "rev-parse", "--show-toplevel")).resolve()
+        if output is not None and output.resolve().is_relative_to(top):
+            pathspec.append(f":(top,exclude){output.resolve().relative_to(top).as_posix()}")
+        dirty = _git(source, "status", "--porcelain", "--untracked-files=no", *pathspec)
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": bool(dirty)}
@@ -115,10 +122,13 @@ def run_manifest(
     device: str,
     num_envs: int,
     assets_root: Path,
+    output: Path,
     argv: Sequence[str],
 ) -> dict[str, Any]:
+    """Every invocation keeps its own command and commit: a resumed run may span commits."""
     conventions = policy.conventions
     started = now_utc()
+    git = git_state(output)
     return {
         "suite": suite.name,
         "policy": {"name": policy_name, "config": dict(sorted(policy_options.items()))},
@@ -138,8 +148,8 @@ def run_manifest(
         "backend": suite.backend,
         "versions": package_versions(),
         "harness_version": __version__,
-        "git": git_state(),
+        "git": git,
         "assets": asset_provenance(assets_root, suite.asset_suite),
         "created": started,
-        "invocations": [{"started": started, "command": redact_command(argv)}],
+        "invocations": [{"started": started, "command": redact_command(argv), "git": git}],
     }

@@ -109,6 +109,7 @@ def test_checkpoint_evaluates_in_the_suite_and_stores_its_reasoning(
     assert len(record["rationales"]) == 60 and all(isinstance(t, str) for t in record["rationales"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["policy"]["name"] == "refinevla"
+    assert manifest["invocations"][-1]["git"] == manifest["git"]  # each invocation's commit
     table = run_cli(["tables", str(run_dir)], assets=None)
     assert table.returncode == 0 and "Put Carrot on Plate" in table.stdout
 

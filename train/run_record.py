@@ -92,7 +92,7 @@ def write_run_record(
         "plan": asdict(plan),
         "transfer": transfer.to_json(),
         "versions": package_versions(RECORDED_PACKAGES),
-        "git": git_state(),
+        "git": git_state(config.out),
         "command": redact_command(sys.argv),
     }
     write_json_atomically(config.out / CONFIG_NAME, record)
