@@ -1,7 +1,8 @@
 """The `scripted` expert on the Google Robot: one phase machine per episode, chosen by task.
 
-Pick coke can and move near run `PickPlace` (move near with a placement beside the target; a
-standing coke can is first tipped over, `ToppleThenPick`);
+Pick coke can and move near run `PickPlace` (move near with a placement beside the target,
+sliding a standing source there along the table; a standing coke can is first tipped over,
+`ToppleThenPick`);
 the drawer tasks and put-apple-into-drawer run the drawer machines. Every machine reads the
 privileged state and answers a `Command`, turned here into the 7 numbers a learned Google Robot
 policy sends: a base-frame translation delta, an axis-angle rotation delta and a relative
@@ -89,7 +90,8 @@ def machine_for(instruction: str, row: Row) -> Machine:
             return ToppleThenPick(pick)
         return pick
     if words[:1] == ["move"] and "near" in words and "target_pose" in row:
-        return PickPlace(half_size=source_half_size, placement=BesideTarget())
+        standing = is_upright(Pose.of(row["source_pose"]).rotation, source_half_size(row))
+        return PickPlace(half_size=source_half_size, placement=BesideTarget(), slide=standing)
     known = "; ".join(KNOWN_TASKS)
     raise ValueError(f"no Google Robot scripted plan for '{instruction}' (known: {known})")
 

@@ -23,7 +23,8 @@ REACH_ORIGIN = np.array([-0.044, -0.161])  # the shoulder (base xy) in the reset
 DEFAULT_CLOSING = np.array([-1.0, 0.0, 0.0])
 GRASP_DEPTH = 0.06  # the TCP closes this far below a lying object's top, at most
 UPRIGHT_GRASP_DEPTH = 0.09  # and this far below an upright (tall, narrow) object's top
-UPRIGHT = 1.3  # upright: half as tall as this times the footprint's reach, or taller
+UPRIGHT = 1.5  # upright: at least this many times as tall as it is wide
+UPRIGHT_TILT = 0.1  # radians: a can tipping further than this is going down
 FLOOR_CLEARANCE = 0.008  # the closed fingertips stay this far above the object's bottom
 
 
@@ -49,9 +50,14 @@ def footprint_radius(rotation: FloatArray, half_size: FloatArray) -> float:
 
 
 def is_upright(rotation: FloatArray, half_size: FloatArray) -> bool:
-    """Standing tall and narrow (a standing can or bottle), as it lies now."""
-    height = vertical_half_extent(rotation, half_size)
-    return height > UPRIGHT * footprint_radius(rotation, half_size)
+    """Standing tall and narrow (a standing can or bottle), as it lies now: the model axis
+    nearest vertical is within UPRIGHT_TILT of it and UPRIGHT times the widest other half
+    extent. (A height-to-footprint ratio missed standing cans turned about the vertical: the
+    box's footprint bound grows with the turn.)"""
+    vertical = int(np.argmax(np.abs(rotation[2, :])))
+    across = float(np.delete(half_size, vertical).max())
+    standing = abs(float(rotation[2, vertical])) > np.cos(UPRIGHT_TILT)
+    return standing and float(half_size[vertical]) >= UPRIGHT * across
 
 
 def grasp_depth(rotation: FloatArray, half_size: FloatArray) -> float:

@@ -1,11 +1,11 @@
 """The Google Robot expert's pick (and optional place) of one object, as a phase machine.
 
 Approach above the object with the gripper open and turned for the grasp, come down along the
-approach axis, close, lift. Without a placement the arm then holds the object up (pick coke
-can is scored on the lift). With one it carries the object above the placement point, lowers
-it, opens, backs off upwards and keeps still (SimplerEnv scores the last step). A close that
-grasps nothing, or an object that falls out, opens the gripper and starts over from wherever
-the object now lies.
+approach axis, close, lift (or, sliding, keep the object on the table). Without a placement
+the arm then holds the object up (pick coke can is scored on the lift). With one it carries
+the object above the placement point, lowers it, opens, backs off upwards and keeps still
+(SimplerEnv scores the last step). A close that grasps nothing, or an object that falls out,
+opens the gripper and starts over from wherever the object now lies.
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ class PickPlace:
 
     half_size: HalfSize
     placement: Placement | None = None
-    lift_height: float = LIFT_HEIGHT
+    # slide the object along the table in the closed hand instead of carrying it: a standing
+    # can held only by friction slips down out of a lift (the squeeze drops at every control
+    # step) but stays upright and in the hand on the table
+    slide: bool = False
     phase: Phase = Phase.APPROACH
     steps: int = 0  # control steps spent in the current phase
     grasp: Grasp | None = None
@@ -145,7 +148,7 @@ class PickPlace:
         if phase in (Phase.DESCEND, Phase.CLOSE):
             return grasp.pose
         if phase == Phase.LIFT:
-            return anchor.moved(self.lift_height * UP)
+            return anchor.moved((0.0 if self.slide else LIFT_HEIGHT) * UP)
         if phase == Phase.CARRY:
             return self._release_pose(row, tcp, lowered=False)
         if phase in (Phase.LOWER, Phase.RELEASE):
@@ -178,7 +181,7 @@ class PickPlace:
                 self.enter(Phase.LIFT, tcp)
         elif phase == Phase.LIFT:
             if arrived or timed_out:
-                lifted = not self._on_table(source)
+                lifted = self.slide or not self._on_table(source)
                 self.held = tcp.position - source.position  # settled in the hand by now
                 following = Phase.CARRY if self.placement else Phase.HOLD
                 self.enter(following if lifted else Phase.REOPEN, tcp)

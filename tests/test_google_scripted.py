@@ -18,9 +18,13 @@ from refinevla_bench.policies.google_scripted import (
     machine_for,
 )
 from refinevla_bench.policies.google_scripted_drawer import CloseDrawer, OpenDrawer
-from refinevla_bench.policies.google_scripted_grasp import footprint_radius
+from refinevla_bench.policies.google_scripted_grasp import (
+    UPRIGHT_TILT,
+    footprint_radius,
+    is_upright,
+)
 from refinevla_bench.policies.google_scripted_motion import GRIPPER_OPEN, Pose
-from refinevla_bench.policies.google_scripted_pick import PickPlace
+from refinevla_bench.policies.google_scripted_pick import Phase, PickPlace
 from refinevla_bench.policies.google_scripted_topple import ToppleThenPick
 from refinevla_bench.policies.protocol import ObservationBatch, TerminatingPolicy
 from refinevla_bench.policies.registry import create_policy
@@ -77,6 +81,57 @@ def test_each_task_gets_its_phase_machine() -> None:
     assert isinstance(near, PickPlace) and isinstance(near.placement, BesideTarget)
     assert isinstance(machine_for("open top drawer", _drawer_row()), OpenDrawer)
     assert isinstance(machine_for("close middle drawer", _drawer_row()), CloseDrawer)
+
+
+def _quaternion(yaw: float, tilt: float = 0.0) -> np.ndarray:
+    """wxyz of a turn `yaw` about the vertical after tipping `tilt` about base x."""
+    cy, sy, ct, st = np.cos(yaw / 2), np.sin(yaw / 2), np.cos(tilt / 2), np.sin(tilt / 2)
+    return np.array([cy * ct, cy * st, sy * st, sy * ct])
+
+
+def _turned(yaw: float, tilt: float = 0.0) -> np.ndarray:
+    return Pose.of(np.array([0.0, 0.0, 0.0, *_quaternion(yaw, tilt)])).rotation
+
+
+def test_a_standing_can_is_upright_however_it_is_turned_about_the_vertical() -> None:
+    can = np.array([0.033, 0.033, 0.0615])
+    for yaw in np.linspace(0.0, np.pi, 9):
+        assert is_upright(_turned(yaw), can)  # the footprint ratio missed yaw 45 degrees
+        assert not is_upright(_turned(yaw, tilt=np.pi / 2), can)  # lying
+        assert not is_upright(_turned(yaw, tilt=UPRIGHT_TILT + 0.05), can)  # going down
+    assert not is_upright(np.eye(3), np.array([0.04, 0.04, 0.045]))  # an apple
+    assert not is_upright(np.eye(3), np.array([0.05, 0.035, 0.02]))  # a sponge
+
+
+def test_move_near_slides_a_standing_source_and_carries_the_others() -> None:
+    row = {**_move_near_row(), "source_pose": np.array([0.6, 0.0, 0.86, *_quaternion(np.pi / 4)])}
+    standing = machine_for("move pepsi can near orange", row)
+    assert isinstance(standing, PickPlace) and standing.slide
+    lying = {**row, "source_half_size": np.array([0.033, 0.0615, 0.033])}  # model y is the axis
+    assert isinstance(lying_pick := machine_for("move pepsi can near orange", lying), PickPlace)
+    assert not lying_pick.slide
+
+
+def test_a_slide_goes_on_to_the_carry_with_the_object_still_on_the_table() -> None:
+    """A lift that leaves the object where it lay is a failed grasp, unless sliding, whose
+    lift rises nothing and so is over at once."""
+    for slide, timed_out, following in (
+        (False, True, Phase.REOPEN),
+        (True, True, Phase.CARRY),
+        (False, False, Phase.LIFT),
+        (True, False, Phase.CARRY),
+    ):
+        row = _move_near_row()
+        machine = PickPlace(
+            half_size=lambda r: np.asarray(r["source_half_size"]),
+            placement=BesideTarget(),
+            slide=slide,
+        )
+        machine.enter(Phase.LIFT, Pose.of(row["tcp_pose"]))
+        machine.start_height = float(row["source_pose"][2])
+        machine.steps = 99 if timed_out else 0
+        machine.command(row)
+        assert machine.phase == following, (slide, timed_out)
 
 
 def test_an_unknown_task_names_the_ones_the_expert_knows() -> None:
