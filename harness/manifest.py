@@ -78,8 +78,9 @@ def git_state(output: Path | None = None, source: Path = _SOURCE) -> dict[str, A
         commit = _git(source, "rev-parse", "HEAD")
         pathspec = ["--", ":(top)"]
         top = Path(_git(source, "rev-parse", "--show-toplevel")).resolve()
-        if output is not None and output.resolve().is_relative_to(top):
-            pathspec.append(f":(top,exclude){output.resolve().relative_to(top).as_posix()}")
+        folder = output.resolve() if output is not None else None
+        if folder is not None and folder.is_relative_to(top):
+            pathspec.append(f":(top,exclude){folder.relative_to(top).as_posix()}")
         dirty = _git(source, "status", "--porcelain", "--untracked-files=no", *pathspec)
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

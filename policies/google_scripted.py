@@ -77,6 +77,11 @@ def source_half_size(row: Row) -> FloatArray:
     return np.asarray(row["source_half_size"], dtype=np.float64)
 
 
+def source_standing(row: Row) -> bool:
+    """The source stands upright now (a standing can or bottle)."""
+    return is_upright(Pose.of(row["source_pose"]).rotation, source_half_size(row))
+
+
 def machine_for(instruction: str, row: Row) -> Machine:
     """The phase machine of an episode, from its first instruction and privileged state."""
     drawer = drawer_expert(instruction, row)
@@ -85,13 +90,11 @@ def machine_for(instruction: str, row: Row) -> Machine:
     words = instruction.lower().split()
     if words[:3] == ["pick", "coke", "can"]:
         pick = PickPlace(half_size=source_half_size)
-        source = Pose.of(row["source_pose"])
-        if is_upright(source.rotation, source_half_size(row)):
-            return ToppleThenPick(pick)
-        return pick
+        return ToppleThenPick(pick) if source_standing(row) else pick
     if words[:1] == ["move"] and "near" in words and "target_pose" in row:
-        standing = is_upright(Pose.of(row["source_pose"]).rotation, source_half_size(row))
-        return PickPlace(half_size=source_half_size, placement=BesideTarget(), slide=standing)
+        return PickPlace(
+            half_size=source_half_size, placement=BesideTarget(), slide=source_standing(row)
+        )
     known = "; ".join(KNOWN_TASKS)
     raise ValueError(f"no Google Robot scripted plan for '{instruction}' (known: {known})")
 
