@@ -64,6 +64,13 @@ def grasp_depth(rotation: FloatArray, half_size: FloatArray) -> float:
     return UPRIGHT_GRASP_DEPTH if is_upright(rotation, half_size) else GRASP_DEPTH
 
 
+def closes_across(grasp: Grasp, obj: Pose, half_size: FloatArray) -> bool:
+    """The fingers close across the object's long axis (a lying can by its round side), not
+    along it (by its flat ends)."""
+    axis = obj.rotation[:, int(np.argmax(half_size))]
+    return bool(abs(float(grasp.pose.rotation[:, 1] @ axis)) < np.cos(np.pi / 4))
+
+
 def approach_direction(target: FloatArray) -> FloatArray:
     """Down onto `target`, leaning outwards along the line from the shoulder, as the arm
     reaches most easily."""

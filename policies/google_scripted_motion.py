@@ -27,6 +27,11 @@ MAX_TRANSLATION = 0.1  # metres per control step: the arm then moves about 3 cm 
 MAX_ROTATION = 0.6  # radians per control step: about 0.17 rad per step actually turned
 GRIPPER_CLOSE = 1.0  # relative gripper: +1 drives the fingers fully closed
 GRIPPER_OPEN = -1.0  # -1 drives them fully open
+# closure (0 open .. 1 closed) one unit of relative gripper action adds to the finger target:
+# upstream scales the action by 1.31 rad over a 1.3 rad finger range
+GRIPPER_ACTION_CLOSURE = 1.31 / 1.3001
+# closure (about 0.02 rad) the finger target is kept beyond the measured fingers while holding
+HOLD_SQUEEZE = 0.015
 # from open, this relative command leaves the fingertips 2 cm apart: a blunt tool for pushing and
 # hooking (fully closed fingers press on each other and the arm then tracks its targets
 # erratically, seen in the simulator)
@@ -86,6 +91,21 @@ def grip_command(steps: int) -> float:
     if steps == 0:
         return GRIPPER_OPEN
     return HOOK_GRIP if steps == 1 else 0.0
+
+
+def holding_grip(row: Row) -> float:
+    """The relative gripper action that puts the finger target HOLD_SQUEEZE beyond the measured
+    fingers (the row's `gripper_drive` is the target the action is added to).
+
+    The controller re-plans the fingers from their measured position and velocity at every
+    control step. Squeezing towards the fully closed target, the fingers on an object report
+    a spurious closing-against velocity (-1 to -2 rad/s while standing still, seen in the
+    simulator), so each new plan first backs the target off: the fingers open for a tenth of a
+    second at every step and a can held by friction drops out. A target just beyond the
+    fingers keeps that velocity near zero and the can in the hand."""
+    closure = 1.0 - float(row["gripper_opening"])
+    change = closure + HOLD_SQUEEZE - float(row["gripper_drive"])
+    return float(np.clip(change / GRIPPER_ACTION_CLOSURE, -1.0, 1.0))
 
 
 def unit(vector: FloatArray) -> FloatArray:

@@ -538,6 +538,7 @@ def test_privileged_state_gives_source_and_target_in_the_base_frame(
     state, episode = probe["privileged"], probe["vm"]["0"]
     assert set(state) == {
         "tcp_pose",
+        "gripper_drive",
         "source_pose",
         "target_pose",
         "source_grasped",

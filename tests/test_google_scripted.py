@@ -23,7 +23,14 @@ from refinevla_bench.policies.google_scripted_grasp import (
     footprint_radius,
     is_upright,
 )
-from refinevla_bench.policies.google_scripted_motion import GRIPPER_OPEN, Pose
+from refinevla_bench.policies.google_scripted_motion import (
+    GRIPPER_ACTION_CLOSURE,
+    GRIPPER_CLOSE,
+    GRIPPER_OPEN,
+    HOLD_SQUEEZE,
+    Pose,
+    holding_grip,
+)
 from refinevla_bench.policies.google_scripted_pick import Phase, PickPlace
 from refinevla_bench.policies.google_scripted_topple import ToppleThenPick
 from refinevla_bench.policies.protocol import ObservationBatch, TerminatingPolicy
@@ -39,6 +46,7 @@ def _pick_row() -> dict[str, np.ndarray]:
     return {
         "tcp_pose": TCP.copy(),
         "gripper_opening": np.array(1.0),
+        "gripper_drive": np.array(0.0),
         "source_pose": np.array([0.7, 0.1, 0.86, *UPRIGHT]),
         "source_half_size": np.array([0.033, 0.033, 0.0615]),
         "source_grasped": np.array(0.0),
@@ -132,6 +140,67 @@ def test_a_slide_goes_on_to_the_carry_with_the_object_still_on_the_table() -> No
         machine.steps = 99 if timed_out else 0
         machine.command(row)
         assert machine.phase == following, (slide, timed_out)
+
+
+def test_the_holding_grip_sets_the_finger_target_just_beyond_the_fingers() -> None:
+    """Whatever the last drive target (here the full close's ramp, well past the fingers, or
+    short of them), the action moves it to HOLD_SQUEEZE beyond the measured closure."""
+    for opening, drive in ((0.7, 0.9), (0.7, 0.25), (0.45, 0.55)):
+        row = {
+            **_pick_row(),
+            "gripper_opening": np.array(opening),
+            "gripper_drive": np.array(drive),
+        }
+        action = holding_grip(row)
+        assert -1.0 <= action <= 1.0
+        assert drive + action * GRIPPER_ACTION_CLOSURE == pytest.approx(
+            1.0 - opening + HOLD_SQUEEZE
+        )
+    far = {**_pick_row(), "gripper_opening": np.array(0.0), "gripper_drive": np.array(-2.0)}
+    assert holding_grip(far) == 1.0  # clipped: a relative action moves at most one unit
+
+
+LYING_ALONG_X = np.array([np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0])  # axis towards x
+LYING_ALONG_Y = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])  # axis across
+
+
+def _closed_on(quaternion: np.ndarray, placement: BesideTarget | None) -> tuple[PickPlace, dict]:
+    """A pick of a lying can taken through CLOSE (fingers stopped) into LIFT."""
+    row = {
+        **_move_near_row(),
+        "source_pose": np.array([0.7, 0.1, 0.824, *quaternion]),
+        "gripper_opening": np.array(0.7),
+        "gripper_drive": np.array(0.9),
+    }
+    machine = PickPlace(half_size=lambda r: np.asarray(r["source_half_size"]), placement=placement)
+    machine.enter(Phase.CLOSE, Pose.of(row["tcp_pose"]))
+    assert machine.command(row).gripper == GRIPPER_CLOSE
+    while machine.phase == Phase.CLOSE:
+        machine.command(row)
+    assert machine.phase == Phase.LIFT
+    return machine, row
+
+
+def test_a_can_closed_across_its_axis_is_held_with_the_steady_squeeze() -> None:
+    machine, row = _closed_on(LYING_ALONG_X, placement=None)
+    assert machine.light_hold
+    tcp = Pose.of(row["tcp_pose"])
+    for phase, grip in (
+        (Phase.LIFT, holding_grip(row)),
+        (Phase.HOLD, holding_grip(row)),
+        (Phase.REOPEN, GRIPPER_OPEN),
+        (Phase.APPROACH, GRIPPER_OPEN),
+    ):
+        machine.enter(phase, tcp)
+        assert machine._gripper(row) == grip, phase
+    assert holding_grip(row) < 0  # the full close's target was past the fingers: back it off
+
+
+def test_a_can_taken_by_its_ends_or_carried_keeps_the_full_squeeze() -> None:
+    for quaternion, placement in ((LYING_ALONG_Y, None), (LYING_ALONG_X, BesideTarget())):
+        machine, row = _closed_on(quaternion, placement)
+        assert not machine.light_hold
+        assert machine._gripper(row) == GRIPPER_CLOSE
 
 
 def test_an_unknown_task_names_the_ones_the_expert_knows() -> None:

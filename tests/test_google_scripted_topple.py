@@ -44,6 +44,7 @@ def _row(tcp: np.ndarray, can_y: float = 0.1, quaternion: np.ndarray = STANDING)
     return {
         "tcp_pose": np.concatenate([tcp[:3], TCP[3:]]),
         "gripper_opening": np.array(1.0),
+        "gripper_drive": np.array(0.0),
         "source_pose": np.array([0.7, can_y, height, *quaternion]),
         "source_half_size": HALF_SIZE,
     }

@@ -285,8 +285,18 @@ class GoogleRobotScene(BaseEnv):  # type: ignore[misc]
         return {"tcp_pose": torch.cat([tcp.p, tcp.q], dim=-1), "gripper_opening": 1.0 - closed}
 
     def privileged_state(self) -> dict[str, torch.Tensor]:
-        """Ground truth for scripted experts, in the robot-base frame (tasks add theirs)."""
-        return {"tcp_pose": self.proprio()["tcp_pose"]}
+        """Ground truth for scripted experts, in the robot-base frame (tasks add theirs).
+
+        `gripper_drive` is the fingers' last drive target (mean of the two, in the closure units
+        of `gripper_opening`: 0 open .. 1 closed, unclamped): the next relative gripper action
+        is added to it, so an expert that knows it can set the finger target it wants."""
+        span = config.GRIPPER_JOINT_UPPER - config.GRIPPER_JOINT_LOWER
+        drive = self.agent.robot_controller.state.gripper_drive.mean(dim=1)
+        closure = (drive - config.GRIPPER_JOINT_LOWER) / span
+        return {
+            "tcp_pose": self.proprio()["tcp_pose"],
+            "gripper_drive": closure.to(device=self.device, dtype=torch.float32),
+        }
 
     def evaluate(self) -> dict[str, Any]:
         return {}
