@@ -164,7 +164,9 @@ LYING_ALONG_X = np.array([np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0])  # ax
 LYING_ALONG_Y = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])  # axis across
 
 
-def _closed_on(quaternion: np.ndarray, placement: BesideTarget | None) -> tuple[PickPlace, dict]:
+def _closed_on(
+    quaternion: np.ndarray, placement: BesideTarget | None
+) -> tuple[PickPlace, dict[str, np.ndarray]]:
     """A pick of a lying can taken through CLOSE (fingers stopped) into LIFT."""
     row = {
         **_move_near_row(),
