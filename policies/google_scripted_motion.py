@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from refinevla_bench.harness.actions import matrix_to_axis_angle
+from refinevla_bench.harness.backends.google_robot_control import config
 from refinevla_bench.policies.pose_math import clip_norm, quaternion_to_matrix
 
 FloatArray = npt.NDArray[np.float64]
@@ -27,9 +28,10 @@ MAX_TRANSLATION = 0.1  # metres per control step: the arm then moves about 3 cm 
 MAX_ROTATION = 0.6  # radians per control step: about 0.17 rad per step actually turned
 GRIPPER_CLOSE = 1.0  # relative gripper: +1 drives the fingers fully closed
 GRIPPER_OPEN = -1.0  # -1 drives them fully open
-# closure (0 open .. 1 closed) one unit of relative gripper action adds to the finger target:
-# upstream scales the action by 1.31 rad over a 1.3 rad finger range
-GRIPPER_ACTION_CLOSURE = 1.31 / 1.3001
+# closure (0 open .. 1 closed) one unit of relative gripper action adds to the finger target
+GRIPPER_ACTION_CLOSURE = config.GRIPPER_ACTION_SCALE / (
+    config.GRIPPER_JOINT_UPPER - config.GRIPPER_JOINT_LOWER
+)
 # closure (about 0.02 rad) the finger target is kept beyond the measured fingers while holding
 HOLD_SQUEEZE = 0.015
 # from open, this relative command leaves the fingertips 2 cm apart: a blunt tool for pushing and

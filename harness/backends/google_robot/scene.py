@@ -50,6 +50,12 @@ def yaw_quaternion(yaw: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.cos(yaw / 2), zeros, zeros, torch.sin(yaw / 2)], dim=-1)
 
 
+def finger_closure(finger_angles: torch.Tensor) -> torch.Tensor:
+    """Finger joint angles in closure units: 0 open .. 1 closed (unclamped)."""
+    span = config.GRIPPER_JOINT_UPPER - config.GRIPPER_JOINT_LOWER
+    return (finger_angles - config.GRIPPER_JOINT_LOWER) / span
+
+
 @register_env(ENV_ID)
 class GoogleRobotScene(BaseEnv):  # type: ignore[misc]
     """The Google Robot at `robot_xy` (yaw pi + `robot_yaw`); `urdf_version` picks the arm's
@@ -280,8 +286,7 @@ class GoogleRobotScene(BaseEnv):  # type: ignore[misc]
         names = [joint.name for joint in self.agent.robot.get_active_joints()]
         fingers = [names.index(name) for name in config.GRIPPER_JOINTS]
         qpos = self.agent.robot.get_qpos()[:, fingers]
-        span = config.GRIPPER_JOINT_UPPER - config.GRIPPER_JOINT_LOWER
-        closed = ((qpos - config.GRIPPER_JOINT_LOWER) / span).clamp(0.0, 1.0).mean(dim=1)
+        closed = finger_closure(qpos).clamp(0.0, 1.0).mean(dim=1)
         return {"tcp_pose": torch.cat([tcp.p, tcp.q], dim=-1), "gripper_opening": 1.0 - closed}
 
     def privileged_state(self) -> dict[str, torch.Tensor]:
@@ -290,9 +295,7 @@ class GoogleRobotScene(BaseEnv):  # type: ignore[misc]
         `gripper_drive` is the fingers' last drive target (mean of the two, in the closure units
         of `gripper_opening`: 0 open .. 1 closed, unclamped): the next relative gripper action
         is added to it, so an expert that knows it can set the finger target it wants."""
-        span = config.GRIPPER_JOINT_UPPER - config.GRIPPER_JOINT_LOWER
-        drive = self.agent.robot_controller.state.gripper_drive.mean(dim=1)
-        closure = (drive - config.GRIPPER_JOINT_LOWER) / span
+        closure = finger_closure(self.agent.robot_controller.state.gripper_drive).mean(dim=1)
         return {
             "tcp_pose": self.proprio()["tcp_pose"],
             "gripper_drive": closure.to(device=self.device, dtype=torch.float32),
