@@ -89,8 +89,9 @@ def machine_for(instruction: str, row: Row) -> Machine:
         return drawer
     words = instruction.lower().split()
     if words[:3] == ["pick", "coke", "can"]:
-        pick = PickPlace(half_size=source_half_size)
-        return ToppleThenPick(pick) if source_standing(row) else pick
+        if source_standing(row):
+            return ToppleThenPick(PickPlace(half_size=source_half_size))
+        return PickPlace(half_size=source_half_size, across=True)
     if words[:1] == ["move"] and "near" in words and "target_pose" in row:
         return PickPlace(
             half_size=source_half_size, placement=BesideTarget(), slide=source_standing(row)

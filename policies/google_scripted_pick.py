@@ -16,7 +16,12 @@ from enum import IntEnum
 
 import numpy as np
 
-from refinevla_bench.policies.google_scripted_grasp import Grasp, closes_across, top_grasp
+from refinevla_bench.policies.google_scripted_grasp import (
+    Grasp,
+    across_long_axis,
+    closes_across,
+    top_grasp,
+)
 from refinevla_bench.policies.google_scripted_motion import (
     GRIPPER_CLOSE,
     GRIPPER_OPEN,
@@ -97,6 +102,11 @@ class PickPlace:
     # can held only by friction slips down out of a lift (the squeeze drops at every control
     # step) but stays upright and in the hand on the table
     slide: bool = False
+    # turn the wrist to close across a lying can's axis (`across_long_axis`) instead of across
+    # the lean: the coke-can pick of a can found lying. Not after a topple (the push lays the
+    # can along the closing direction on purpose: turning there, the wrist roll met its limit
+    # and the arm stalled) nor in move near (its grid was run with the grasp across the lean).
+    across: bool = False
     phase: Phase = Phase.APPROACH
     steps: int = 0  # control steps spent in the current phase
     grasp: Grasp | None = None
@@ -107,7 +117,8 @@ class PickPlace:
     # hold with the steady squeeze: a pick (no placement) closed across the object's long axis.
     # Measured on the default texture's 25 can positions: lying cans closed across (vertical)
     # 6/25 with the full squeeze, 20/25 with the steady one; taken by their ends (horizontal)
-    # 18/25 full, 6/25 steady. Move near keeps the full squeeze its grid was run with.
+    # 18/25 full, 6/25 steady, which is why the lying-can pick turns across them (`across`).
+    # Move near keeps the full squeeze its grid was run with.
     light_hold: bool = False
 
     def enter(self, phase: Phase, tcp: Pose) -> None:
@@ -135,7 +146,11 @@ class PickPlace:
     def _grasp(self, row: Row, tcp: Pose, source: Pose) -> Grasp:
         if self.grasp is None or self.phase in (Phase.APPROACH, Phase.DESCEND):
             # the object can roll while the fingers come down around it: follow it
-            self.grasp = top_grasp(source, self.half_size(row), tcp.rotation)
+            half_size = self.half_size(row)
+            grasp = top_grasp(source, half_size, tcp.rotation)
+            if self.across:
+                grasp = across_long_axis(grasp, source, half_size, tcp.rotation)
+            self.grasp = grasp
         return self.grasp
 
     def _release_pose(self, row: Row, tcp: Pose, lowered: bool) -> Pose:

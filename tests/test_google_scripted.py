@@ -19,9 +19,13 @@ from refinevla_bench.policies.google_scripted import (
 )
 from refinevla_bench.policies.google_scripted_drawer import CloseDrawer, OpenDrawer
 from refinevla_bench.policies.google_scripted_grasp import (
+    APPROACH_TILT,
     UPRIGHT_TILT,
+    Grasp,
+    across_long_axis,
     footprint_radius,
     is_upright,
+    top_grasp,
 )
 from refinevla_bench.policies.google_scripted_motion import (
     GRIPPER_ACTION_CLOSURE,
@@ -85,6 +89,11 @@ def _batch(rows: list[dict[str, np.ndarray]], instructions: list[str]) -> Observ
 def test_each_task_gets_its_phase_machine() -> None:
     pick = machine_for("pick coke can", _pick_row())  # standing: tipped over first
     assert isinstance(pick, ToppleThenPick) and pick.pick.placement is None
+    assert not pick.pick.across  # the push lays the can along the closing direction
+    lying = machine_for(
+        "pick coke can", {**_pick_row(), "source_pose": np.array([0.7, 0.1, 0.824, *LYING_ALONG_Y])}
+    )
+    assert isinstance(lying, PickPlace) and lying.across and lying.placement is None
     near = machine_for("move blue plastic bottle near pepsi can", _move_near_row())
     assert isinstance(near, PickPlace) and isinstance(near.placement, BesideTarget)
     assert isinstance(machine_for("open top drawer", _drawer_row()), OpenDrawer)
@@ -165,7 +174,7 @@ LYING_ALONG_Y = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])  # ax
 
 
 def _closed_on(
-    quaternion: np.ndarray, placement: BesideTarget | None
+    quaternion: np.ndarray, placement: BesideTarget | None, across: bool = False
 ) -> tuple[PickPlace, dict[str, np.ndarray]]:
     """A pick of a lying can taken through CLOSE (fingers stopped) into LIFT."""
     row = {
@@ -174,7 +183,9 @@ def _closed_on(
         "gripper_opening": np.array(0.7),
         "gripper_drive": np.array(0.9),
     }
-    machine = PickPlace(half_size=lambda r: np.asarray(r["source_half_size"]), placement=placement)
+    machine = PickPlace(
+        half_size=lambda r: np.asarray(r["source_half_size"]), placement=placement, across=across
+    )
     machine.enter(Phase.CLOSE, Pose.of(row["tcp_pose"]))
     assert machine.command(row).gripper == GRIPPER_CLOSE
     while machine.phase == Phase.CLOSE:
@@ -198,11 +209,56 @@ def test_a_can_closed_across_its_axis_is_held_with_the_steady_squeeze() -> None:
     assert holding_grip(row) < 0  # the full close's target was past the fingers: back it off
 
 
-def test_a_can_taken_by_its_ends_or_carried_keeps_the_full_squeeze() -> None:
-    for quaternion, placement in ((LYING_ALONG_Y, None), (LYING_ALONG_X, BesideTarget())):
-        machine, row = _closed_on(quaternion, placement)
+def test_the_lying_can_pick_turns_to_close_across_a_can_lying_either_way() -> None:
+    for quaternion in (LYING_ALONG_X, LYING_ALONG_Y):
+        machine, row = _closed_on(quaternion, placement=None, across=True)
+        assert machine.light_hold, quaternion
+        assert machine.grasp is not None
+        axis = Pose.of(row["source_pose"]).rotation[:, 2]  # the can's long (model z) axis
+        # across, up to the approach's lean (the closing stays perpendicular to the approach)
+        assert abs(machine.grasp.pose.rotation[:, 1] @ axis) < np.sin(APPROACH_TILT)
+
+
+def test_without_the_turn_a_can_along_the_closing_keeps_its_ends_grasp_and_full_squeeze() -> None:
+    """Move near's carry and the pick after a topple: a can lying along y is taken by its ends."""
+    for placement in (None, BesideTarget()):
+        machine, row = _closed_on(LYING_ALONG_Y, placement)
         assert not machine.light_hold
         assert machine._gripper(row) == GRIPPER_CLOSE
+        assert machine.grasp is not None
+        assert abs(machine.grasp.pose.rotation[1, 1]) > 0.9  # closing along the can's axis (y)
+
+
+def _leaning_grasp(obj: Pose, half_size: np.ndarray) -> Grasp:
+    return top_grasp(obj, half_size, Pose.of(TCP).rotation)
+
+
+def test_across_long_axis_turns_the_fingers_across_a_lying_can_only() -> None:
+    can = np.array([0.033, 0.033, 0.0615])
+    turn = 0.2  # about the vertical: otherwise both ways round are equally near
+    current = (
+        np.array(
+            [[np.cos(turn), -np.sin(turn), 0.0], [np.sin(turn), np.cos(turn), 0.0], [0.0, 0.0, 1.0]]
+        )
+        @ Pose.of(TCP).rotation
+    )
+    lying = Pose.of(np.array([0.7, 0.1, 0.824, *LYING_ALONG_Y]))
+    grasp = _leaning_grasp(lying, can)
+    turned = across_long_axis(grasp, lying, can, current)
+    closing, approach = turned.pose.rotation[:, 1], turned.pose.rotation[:, 2]
+    np.testing.assert_allclose(approach, grasp.pose.rotation[:, 2])  # same way down
+    np.testing.assert_allclose(turned.pose.position, grasp.pose.position)
+    assert abs(grasp.pose.rotation[:, 1] @ lying.rotation[:, 2]) > 0.9  # was by its ends
+    assert abs(closing @ lying.rotation[:, 2]) < np.sin(APPROACH_TILT)  # across, up to the lean
+    assert closing @ current[:, 1] > 0  # the nearer of the two closing directions
+    np.testing.assert_allclose(turned.pose.rotation.T @ turned.pose.rotation, np.eye(3), atol=1e-9)
+    flipped = across_long_axis(grasp, lying, can, current @ np.diag([-1.0, -1.0, 1.0]))
+    np.testing.assert_allclose(flipped.pose.rotation[:, 1], -closing, atol=1e-9)
+    standing = Pose.of(np.array([0.7, 0.1, 0.86, *UPRIGHT]))
+    sponge = np.array([0.035, 0.018, 0.05])  # lying flat, not elongated enough to turn for
+    for obj, size in ((standing, can), (lying, sponge)):
+        kept = _leaning_grasp(obj, size)
+        assert across_long_axis(kept, obj, size, current) is kept
 
 
 def test_an_unknown_task_names_the_ones_the_expert_knows() -> None:
