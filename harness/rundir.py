@@ -8,10 +8,12 @@ the next open drops. Running the same command on the same folder resumes: finish
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,18 +75,30 @@ class RunDirectory:
         if self.path.exists() and not self.path.is_dir():
             raise HarnessError(f"--out {self.path} is a file", "choose a folder for --out")
         self.path.mkdir(parents=True, exist_ok=True)
-        if self.manifest_path.exists():
-            manifest = self._merged_with_existing(manifest)
-        elif self.episodes_path.exists():
-            raise HarnessError(
-                f"{self.path} has episodes but no {MANIFEST_NAME}",
-                "choose a new --out folder; this one was not made by refinevla-bench run",
-            )
-        loaded = read_episodes(self.episodes_path)
-        if loaded.dropped_partial_line:
-            self._rewrite_episodes(loaded.records)
-        write_json_atomically(self.manifest_path, manifest, indent=2, sort_keys=True)
+        with self._locked():
+            if self.manifest_path.exists():
+                manifest = self._merged_with_existing(manifest)
+            elif self.episodes_path.exists():
+                raise HarnessError(
+                    f"{self.path} has episodes but no {MANIFEST_NAME}",
+                    "choose a new --out folder; this one was not made by refinevla-bench run",
+                )
+            loaded = read_episodes(self.episodes_path)
+            if loaded.dropped_partial_line:
+                self._rewrite_episodes(loaded.records)
+            write_json_atomically(self.manifest_path, manifest, indent=2, sort_keys=True)
         return loaded.records
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the folder's lock: processes running disjoint --tasks into one --out read,
+        merge and write the manifest one at a time (two at once kept one invocation)."""
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
 
     def _merged_with_existing(self, manifest: dict[str, Any]) -> dict[str, Any]:
         existing = json.loads(self.manifest_path.read_text(encoding="utf-8"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,30 @@ def test_command_line_secrets_are_redacted() -> None:
         "R",
         f"--token={REDACTED}",
     ]
+
+
+def _open_with_invocation(folder: str, index: int, start: Any) -> None:
+    start.wait()
+    entry = {"command": ["refinevla-bench", "run", "--tasks", f"task{index}"], "started": "t"}
+    RunDirectory(Path(folder)).open({**manifest(), "invocations": [entry]})
+
+
+def test_processes_opening_one_folder_at_once_keep_every_invocation(tmp_path: Path) -> None:
+    """Disjoint --tasks run as separate processes into one --out: all start together."""
+    folder = tmp_path / "run"
+    RunDirectory(folder).open(manifest())
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(6)
+    workers = [
+        context.Process(target=_open_with_invocation, args=(str(folder), index, start))
+        for index in range(6)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0] * 6
+    saved = json.loads((folder / "manifest.json").read_text())
+    tasks = sorted(entry["command"][-1] for entry in saved["invocations"][1:])
+    assert tasks == [f"task{index}" for index in range(6)]
+    assert sorted(path.name for path in folder.iterdir()) == ["manifest.json"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,21 +14,23 @@ from typing import Any
 PARTIAL_MARK = ".partial"
 
 
-def partial_path(final: Path) -> Path:
-    """Where a file is written before it is renamed to `final` (hidden, same folder, same
-    extension so that tools choosing a format by extension still work)."""
-    return final.with_name(f".{final.stem}{PARTIAL_MARK}{final.suffix}")
-
-
 def is_partial(path: Path) -> bool:
     return path.name.startswith(".") and PARTIAL_MARK in path.name
 
 
 @contextmanager
 def replacing(final: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is fsynced and renamed to `final`."""
+    """Yield a temporary path to write; on success it is fsynced and renamed to `final`.
+
+    The temporary file is hidden, in the same folder, keeps the extension (tools choosing a
+    format by it still work) and is unique to this writer: processes sharing a run folder
+    replace its manifest at the same moment (one name for all lost one writer's rename)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = partial_path(final)
+    descriptor, name = tempfile.mkstemp(
+        dir=final.parent, prefix=f".{final.stem}{PARTIAL_MARK}.", suffix=final.suffix
+    )
+    os.close(descriptor)
+    temporary = Path(name)
     try:
         yield temporary
         with temporary.open("rb") as handle:
