@@ -58,12 +58,9 @@ def test_vm_and_va_runs_fill_the_google_robot_table(
     ]
     assert len(records) == 6
     assert all(r["steps"] == 80 and r["instruction"] == "pick coke can" for r in records)
-    # the scripted expert, acting through the Google Robot's action interface, grasps every can
-    # and lifts the horizontal one at this first grid position (the vertical can slips out of
-    # the hand there; rates over the grids: results/README.md)
-    assert all(r["grasped"] for r in records)
-    horizontal = [r for r in records if str(r["task"]).endswith("horizontal")]
-    assert len(horizontal) == 2 and all(r["success"] for r in horizontal)
+    # the scripted expert, acting through the Google Robot's action interface, lifts every can
+    # at this first grid position (rates over the grids: results/README.md)
+    assert all(r["grasped"] and r["success"] for r in records)
     manifest = json.loads((vm_out / "manifest.json").read_text())
     assert manifest["assets"]["standins_used"] is True  # the stage mesh is a stand-in
     assert manifest["seeds"] == [0]  # upstream runs each grid entry once
