@@ -132,3 +132,15 @@ def test_processes_opening_one_folder_at_once_keep_every_invocation(tmp_path: Pa
     tasks = sorted(entry["command"][-1] for entry in saved["invocations"][1:])
     assert tasks == [f"task{index}" for index in range(6)]
     assert sorted(path.name for path in folder.iterdir()) == ["manifest.json"]
+
+
+def test_replaced_files_get_the_mode_a_plain_write_would(tmp_path: Path) -> None:
+    """Readable by the group and others under the usual umask (mkstemp alone gives 0600)."""
+    run = RunDirectory(tmp_path / "run")
+    run.open(manifest())
+    run.write_summary([record(0)], planned=1, extra={})
+    plain = tmp_path / "run" / "plain.txt"
+    plain.write_text("x")
+    for name in ("manifest.json", "summary.json"):
+        mode = (tmp_path / "run" / name).stat().st_mode & 0o777
+        assert mode == plain.stat().st_mode & 0o777, name

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 PARTIAL_MARK = ".partial"
+# the process's umask, read once (setting it is the only way to read it): a replaced file gets
+# the mode a plain open() would give it, not mkstemp's owner-only 0600
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def is_partial(path: Path) -> bool:
@@ -31,6 +35,7 @@ def replacing(final: Path) -> Iterator[Path]:
     )
     os.close(descriptor)
     temporary = Path(name)
+    temporary.chmod(0o666 & ~_UMASK)
     try:
         yield temporary
         with temporary.open("rb") as handle:
