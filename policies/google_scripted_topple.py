@@ -5,9 +5,10 @@ does not last: the relative gripper re-plans its finger targets from the measure
 every control step, so the squeeze drops to almost nothing at the start of each step and a
 standing can slides out during the lift (at best 5 of 9 standing cans came up, with the pads
 9 cm below the top). Pushed over sideways, across the line from the shoulder, the can lies
-along the gripper's closing direction, where the ordinary pick takes it by its ends (lying
-cans: 8 of 8). The push uses the gripper as a blunt tool (`grip_command`): fingertips 3 cm
-below the can's top, from beside it, through to beyond its axis.
+along the gripper's closing direction, where the pick (not turned across: `PickPlace.across`
+off) takes it by its ends (lying cans: 8 of 8; the VM grid 100 of 100). The push uses the
+gripper as a blunt tool (`grip_command`): fingertips 3 cm below the can's top, from beside
+it, through to beyond its axis.
 """
 
 from __future__ import annotations
