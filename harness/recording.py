@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from refinevla_bench.harness.datasets.atomic_files import replacing
 from refinevla_bench.harness.records import EpisodeRecord
 from refinevla_bench.policies.protocol import EpisodeKey, ObservationBatch
 from refinevla_bench.policies.replay import recording_path
@@ -57,18 +58,16 @@ class EpisodeFiles:
             self._write_video(video_path(self.run_dir, key), frames)
         if self.record_actions:
             path = recording_path(self.run_dir / ACTIONS_DIR, key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.stem}.partial.npy")
-            np.save(partial, np.asarray(actions, dtype=np.float64).reshape(-1, 7))
-            partial.replace(path)
+            with replacing(path) as partial:
+                np.save(partial, np.asarray(actions, dtype=np.float64).reshape(-1, 7))
 
     def _write_video(self, path: Path, frames: list[npt.NDArray[np.uint8]]) -> None:
         import imageio.v2 as imageio
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.stem}.partial.mp4")
-        writer: Any = imageio.get_writer(partial, fps=self.fps, codec="libx264", macro_block_size=1)
-        with writer:
-            for frame in frames:
-                writer.append_data(frame)
-        partial.replace(path)
+        with replacing(path) as partial:
+            writer: Any = imageio.get_writer(
+                partial, fps=self.fps, codec="libx264", macro_block_size=1
+            )
+            with writer:
+                for frame in frames:
+                    writer.append_data(frame)

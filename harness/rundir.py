@@ -11,14 +11,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refinevla_bench.harness.datasets.atomic_files import write_json_atomically
+from refinevla_bench.harness.datasets.atomic_files import (
+    write_bytes_atomically,
+    write_json_atomically,
+)
 from refinevla_bench.harness.errors import HarnessError
 from refinevla_bench.harness.records import EpisodeRecord, TaskSummary
 
@@ -116,17 +118,11 @@ class RunDirectory:
         return merged
 
     def _rewrite_episodes(self, records: Sequence[EpisodeRecord]) -> None:
-        with tempfile.NamedTemporaryFile(
-            "w", dir=self.path, prefix=f".{EPISODES_NAME}.", delete=False, encoding="utf-8"
-        ) as handle:
-            for record in records:
-                handle.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(handle.name).replace(self.episodes_path)
+        text = "".join(_episode_line(record) for record in records)
+        write_bytes_atomically(self.episodes_path, text.encode("utf-8"))
 
     def append(self, record: EpisodeRecord) -> None:
-        line = (json.dumps(record.to_json(), sort_keys=True) + "\n").encode("utf-8")
+        line = _episode_line(record).encode("utf-8")
         descriptor = os.open(self.episodes_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(descriptor, line)
@@ -153,6 +149,10 @@ class RunDirectory:
         }
         write_json_atomically(self.summary_path, summary, indent=2, sort_keys=True)
         return summary
+
+
+def _episode_line(record: EpisodeRecord) -> str:
+    return json.dumps(record.to_json(), sort_keys=True) + "\n"
 
 
 def _summary_json(summary: TaskSummary) -> dict[str, Any]:

@@ -138,9 +138,13 @@ def test_replaced_files_get_the_mode_a_plain_write_would(tmp_path: Path) -> None
     """Readable by the group and others under the usual umask (mkstemp alone gives 0600)."""
     run = RunDirectory(tmp_path / "run")
     run.open(manifest())
+    run.append(record(0))
+    with (tmp_path / "run" / EPISODES_NAME).open("a") as episodes:
+        episodes.write('{"torn": ')  # a kill mid-write: the next open rewrites the file
+    RunDirectory(tmp_path / "run").open(manifest())
     run.write_summary([record(0)], planned=1, extra={})
     plain = tmp_path / "run" / "plain.txt"
     plain.write_text("x")
-    for name in ("manifest.json", "summary.json"):
+    for name in ("manifest.json", "summary.json", EPISODES_NAME):
         mode = (tmp_path / "run" / name).stat().st_mode & 0o777
         assert mode == plain.stat().st_mode & 0o777, name
