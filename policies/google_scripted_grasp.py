@@ -52,15 +52,20 @@ def footprint_radius(rotation: FloatArray, half_size: FloatArray) -> float:
     return float(np.linalg.norm(np.abs(rotation[:2, :]) @ half_size))
 
 
+def elongated_along(half_size: FloatArray, axis: int) -> bool:
+    """The model `axis` is at least UPRIGHT times the widest other half extent (a can's or a
+    bottle's length, not a sponge's)."""
+    return float(half_size[axis]) >= UPRIGHT * float(np.delete(half_size, axis).max())
+
+
 def is_upright(rotation: FloatArray, half_size: FloatArray) -> bool:
     """Standing tall and narrow (a standing can or bottle), as it lies now: the model axis
     nearest vertical is within UPRIGHT_TILT of it and UPRIGHT times the widest other half
     extent. (A height-to-footprint ratio missed standing cans turned about the vertical: the
     box's footprint bound grows with the turn.)"""
     vertical = int(np.argmax(np.abs(rotation[2, :])))
-    across = float(np.delete(half_size, vertical).max())
     standing = abs(float(rotation[2, vertical])) > np.cos(UPRIGHT_TILT)
-    return standing and float(half_size[vertical]) >= UPRIGHT * across
+    return standing and elongated_along(half_size, vertical)
 
 
 def grasp_depth(rotation: FloatArray, half_size: FloatArray) -> float:
@@ -85,9 +90,8 @@ def across_long_axis(grasp: Grasp, obj: Pose, half_size: FloatArray, current: Fl
     rather than across the lean (the positions that failed across the lean: 0/5 -> 5/5).
     VM grids: horizontal 72 -> 84 of 100, vertical 80 -> 100 of 100."""
     long = int(np.argmax(half_size))
-    elongated = float(half_size[long]) >= UPRIGHT * float(np.delete(half_size, long).max())
     axis = obj.rotation[:, long]
-    if not elongated or abs(float(axis[2])) > LYING:
+    if not elongated_along(half_size, long) or abs(float(axis[2])) > LYING:
         return grasp
     rotation = frame(grasp.pose.rotation[:, 2], np.array([-axis[1], axis[0], 0.0]))
     if rotation[:, 1] @ current[:, 1] < 0:
