@@ -142,12 +142,34 @@ def test_vm_and_va_runs_of_one_policy_make_one_row(tmp_path: Path) -> None:
         policy="zero",
         suite=VM.name,
     )
-    table = md_rows(render_table([vm, other, va], "md", compare_paper=True))
+    text = render_table([vm, other, va], "md", compare_paper=True)
+    table = md_rows(text)
     scripted = table["scripted"]
-    assert scripted[0].startswith("100.0") and scripted[3] == "100.0"  # VM coke can, VM mean
-    assert scripted[5].startswith("0.0") and scripted[8] == "0.0"  # VA coke can, VA mean
-    assert table["zero"][3] == "0.0" and table["zero"][8] == "-‡"
+    # 4 episodes per arm texture and 1 per scene variant: every cell reads part of its grid
+    assert scripted[0].startswith("100.0") and scripted[3] == "100.0¶"  # VM coke can, VM mean
+    assert scripted[5].startswith("0.0") and scripted[8] == "0.0¶"  # VA coke can, VA mean
+    assert table["zero"][3] == "0.0¶" and table["zero"][8] == "-‡"
+    horizontal = VM.select_tasks(["pick_coke_can_horizontal"])[0]
+    assert f"google_robot_vm pick_coke_can_horizontal 16/{len(horizontal.episode_ids)}" in text
     assert "SpatialVLA fine-tuned" in table
+
+
+def test_a_full_grid_is_not_marked_partial(tmp_path: Path) -> None:
+    task = VM.select_tasks(["put_apple_in_drawer"])[0]
+    per_texture = len(task.episode_ids) // len(task.variants)
+    rows = records(VM.name, task.name, {v.name: (per_texture, per_texture) for v in task.variants})
+    short = records(VM.name, task.name, {v.name: (1, 1) for v in task.variants})
+    full = write_run(tmp_path / "full", rows, suite=VM.name)
+    part = write_run(tmp_path / "part", short, policy="part", suite=VM.name)
+    (full_row, part_row) = (
+        run_row(GOOGLE_ROBOT_LAYOUT, run)
+        for run in load_runs([full, part], GOOGLE_ROBOT_LAYOUT.run_suites)
+    )
+    assert full_row.shortfalls == () and full_row.partial == frozenset()
+    assert part_row.partial == {"vm_apple_in_drawer"}
+    assert [(s.task, s.episodes, s.grid) for s in part_row.shortfalls] == [
+        (task.name, len(task.variants), len(task.episode_ids))
+    ]
 
 
 def test_a_widowx_run_does_not_join_a_google_table(tmp_path: Path) -> None:

@@ -258,6 +258,38 @@ def test_mean_needs_all_four_tasks(tmp_path: Path) -> None:
     assert "‡" not in render_table([full_run(tmp_path / "full")], "md", False)
 
 
+def test_cells_from_part_of_a_grid_are_marked(tmp_path: Path) -> None:
+    # spoon: 10 of seed 0's 24 episodes; carrot: seeds 0 and 1 in full; stack and eggplant:
+    # seed 0 only, so they miss the seed 1 that the run used on carrot
+    records = (
+        task_episodes("spoon_on_towel", 10, 5, 5)
+        + task_episodes("carrot_on_plate", 48, 48, 48)
+        + task_episodes("stack_block", 24, 0, 0)
+        + task_episodes("eggplant_in_basket", 24, 24, 24)
+    )
+    run = write_run(tmp_path / "run", records)
+    text = render_table([run], "md", compare_paper=False)
+    row = md_rows(text)["zero"]
+    assert row[0] == "50.0 [23.7, 76.3] n=10¶" and row[1] == "50.0 [23.7, 76.3] n=10¶"
+    assert row[2] == "100.0 [92.6, 100.0] n=48" == row[3]  # a full grid: no mark
+    assert row[4].endswith("n=24¶") and row[7].endswith("n=24¶")
+    assert row[8] == f"{(50 + 100 + 0 + 100) / 4:.1f}¶"
+    assert (
+        "¶ zero: part of the grid only (episodes run / full grid): spoon_on_towel 10/48, "
+        "stack_block 24/48, eggplant_in_basket 24/48;"
+    ) in text
+    (record,) = csv.DictReader(io.StringIO(render_table([run], "csv", False)))
+    assert record["spoon_on_towel_success_partial"] == "True"
+    assert record["carrot_on_plate_success_partial"] == "False"
+    assert record["mean_success_partial"] == "True"
+    latex = render_table([run], "latex", False)
+    assert r"n=10\textsuperscript{\P}" in latex
+    full = render_table([full_run(tmp_path / "full")], "md", False)
+    assert "¶" not in full
+    (record,) = csv.DictReader(io.StringIO(render_table([full_run(tmp_path / "f2")], "csv", False)))
+    assert record["mean_success_partial"] == "False"
+
+
 def test_standin_runs_are_marked(tmp_path: Path) -> None:
     standin = full_run(tmp_path / "a", policy="octo", standins=True)
     real = full_run(tmp_path / "b", policy="zero")

@@ -1,7 +1,8 @@
 """A table as flat records, CSV or JSON: the same numbers as the text table, for scripts.
 
-Each number gets its own column (rate, Wilson bounds, k and n; a published mean with its
-computed value and flag), so nothing has to be parsed back out of a formatted cell.
+Each number gets its own column (rate, Wilson bounds, k and n, and whether a run's cell or
+mean reads part of a task's grid only; a published mean with its computed value and flag), so
+nothing has to be parsed back out of a formatted cell.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _run_record(table: Table, row: RunRow) -> Record:
         else:
             mean = row.means[column.key]
             record.update(_mean_fields(column.key, None if mean is None else round(mean, 2)))
+        record[f"{column.key}_partial"] = column.key in row.partial
     for suite, task in table.layout.tasks:
         counts = run.tasks.get((suite, task))
         record[_errors_key(table, suite, task)] = counts.errors if counts else None
@@ -87,6 +89,7 @@ def _reference_record(table: Table, row: ReferenceRow) -> Record:
             check = row.mean_checks[column.key]
             computed = None if check.computed is None else round(check.computed, 4)
             record.update(_mean_fields(column.key, row.value(column.key), computed, check.flagged))
+        record[f"{column.key}_partial"] = None
     for suite, task in table.layout.tasks:
         record[_errors_key(table, suite, task)] = None
     return record

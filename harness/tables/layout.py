@@ -21,13 +21,15 @@ Measure = Literal["grasp", "success"]
 
 @dataclass(frozen=True)
 class Cell:
-    """One measured column: the rate of `measure` on `tasks` of the run of `suite`."""
+    """One measured column: the rate of `measure` on `tasks` of the run of `suite`.
+    `grid` is each task's episodes per seed, so a cell can tell a full grid from a part."""
 
     key: str
     header: str
     tasks: tuple[str, ...]
     measure: Measure
     suite: str
+    grid: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,14 @@ class Layout:
 def grasp_success_layout(spec: SuiteSpec, title: str) -> Layout:
     """Per task grasp then success, then the mean success over all tasks (the WidowX table)."""
     cells = tuple(
-        Cell(f"{task.name}_{measure}", f"{task.title} {measure}", (task.name,), measure, spec.name)
+        Cell(
+            f"{task.name}_{measure}",
+            f"{task.title} {measure}",
+            (task.name,),
+            measure,
+            spec.name,
+            (len(task.episode_ids),),
+        )
         for task in spec.tasks
         for measure in ("grasp", "success")
     )
@@ -85,8 +94,15 @@ def _google_setting(spec: SuiteSpec, prefix: str, label: str) -> tuple[Column, .
     put-in-drawer, which the papers report apart from the mean when at all."""
 
     def cell(name: str, title: str, family: str) -> Cell:
-        tasks = tuple(task.name for task in spec.tasks if task.family == family)
-        return Cell(f"{prefix}_{name}", f"{label} {title}", tasks, "success", spec.name)
+        tasks = tuple(task for task in spec.tasks if task.family == family)
+        return Cell(
+            f"{prefix}_{name}",
+            f"{label} {title}",
+            tuple(task.name for task in tasks),
+            "success",
+            spec.name,
+            tuple(len(task.episode_ids) for task in tasks),
+        )
 
     averaged = (
         cell("coke_can", "coke can", "pick_coke_can"),

@@ -1,7 +1,8 @@
 """A table in the paper's layout as Markdown or LaTeX, for people to read.
 
 One readable cell per number (`41.7 [30.1, 54.3] n=72`), with markers and footnotes for stand-in
-assets, incomplete means and published means that do not match their row.
+assets, incomplete means, cells from part of a task's grid and published means that do not
+match their row.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from refinevla_bench.harness.tables.table import RunRow, Table
 class Mark(Enum):
     STANDIN = "standin"  # a run made with stand-in assets
     INCOMPLETE = "incomplete"  # a run mean left out because a task has no episodes
+    PARTIAL = "partial"  # a run cell or mean that reads a task run on part of its grid
     FLAGGED = "flagged"  # a published mean that is not the mean of its row
 
 
@@ -63,11 +65,14 @@ def text_table(table: Table) -> TextTable:
 def _run_cells(table: Table, row: RunRow) -> list[Text]:
     texts = [Text(row.run.label, Mark.STANDIN if row.run.standins_used else None)]
     for column in table.layout.columns:
+        partial = Mark.PARTIAL if column.key in row.partial else None
         if isinstance(column, Cell):
-            texts.append(Text(_proportion(row.cells[column.key])))
+            texts.append(Text(_proportion(row.cells[column.key]), partial))
         else:
             mean = row.means[column.key]
-            texts.append(Text("-", Mark.INCOMPLETE) if mean is None else Text(f"{mean:.1f}"))
+            texts.append(
+                Text("-", Mark.INCOMPLETE) if mean is None else Text(f"{mean:.1f}", partial)
+            )
     return texts
 
 
@@ -101,6 +106,7 @@ def _notes(table: Table) -> list[Text]:
         notes.append(
             Text("mean shown only when every task it averages has episodes", Mark.INCOMPLETE)
         )
+    notes.extend(_shortfall_note(row) for row in table.runs if row.shortfalls)
     for row in table.reference:
         for mean in table.layout.means:
             check = row.mean_checks[mean.key]
@@ -121,6 +127,19 @@ def _notes(table: Table) -> list[Text]:
     return notes
 
 
+def _shortfall_note(row: RunRow) -> Text:
+    several_suites = len({short.suite for short in row.shortfalls}) > 1
+    tasks = ", ".join(
+        f"{f'{short.suite} ' if several_suites else ''}{short.task} {short.episodes}/{short.grid}"
+        for short in row.shortfalls
+    )
+    return Text(
+        f"{row.run.label}: part of the grid only (episodes run / full grid): {tasks}; a smoke "
+        "number until `run` without --episodes, on the same --out, completes it",
+        Mark.PARTIAL,
+    )
+
+
 def _run_note(row: RunRow) -> str:
     run = row.run
     return (
@@ -131,10 +150,16 @@ def _run_note(row: RunRow) -> str:
     )
 
 
-MARKDOWN_MARKS = {Mark.STANDIN: "†", Mark.INCOMPLETE: "‡", Mark.FLAGGED: "§"}
+MARKDOWN_MARKS = {
+    Mark.STANDIN: "†",
+    Mark.INCOMPLETE: "‡",
+    Mark.PARTIAL: "¶",
+    Mark.FLAGGED: "§",
+}
 LATEX_MARKS = {
     Mark.STANDIN: r"\textsuperscript{\dag}",
     Mark.INCOMPLETE: r"\textsuperscript{\ddag}",
+    Mark.PARTIAL: r"\textsuperscript{\P}",
     Mark.FLAGGED: r"\textsuperscript{\S}",
 }
 

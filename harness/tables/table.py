@@ -9,10 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from refinevla_bench.harness.tables.layout import Layout
+from refinevla_bench.harness.tables.layout import Cell, Layout
 from refinevla_bench.harness.tables.reference import ReferenceRow
 from refinevla_bench.harness.tables.runs import RunResult
 from refinevla_bench.harness.tables.stats import AveragedRate
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A task run on part of its grid (`--episodes N`, or a run not finished yet): its
+    rate is a smoke number, not one to set beside a paper's."""
+
+    suite: str
+    task: str
+    episodes: int
+    grid: int  # episodes per seed x the seeds the run used
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,8 @@ class RunRow:
     run: RunResult
     cells: dict[str, AveragedRate | None]
     means: dict[str, float | None]  # in %, None unless every averaged cell has episodes
+    shortfalls: tuple[Shortfall, ...]  # tasks behind a shown cell with part of their grid
+    partial: frozenset[str]  # keys of the cells and means that read such a task
 
     @property
     def complete(self) -> bool:
@@ -59,4 +72,30 @@ def run_row(layout: Layout, run: RunResult) -> RunRow:
         parts = [cells[key] for key in mean.of]
         rates = [100 * part.rate for part in parts if part is not None]
         means[mean.key] = sum(rates) / len(rates) if len(rates) == len(parts) else None
-    return RunRow(run, cells, means)
+    shortfalls = {cell.key: _shortfalls(cell, run) for cell in layout.cells if cells[cell.key]}
+    partial = {key for key, short in shortfalls.items() if short}
+    partial |= {
+        mean.key
+        for mean in layout.means
+        if means[mean.key] is not None and partial.intersection(mean.of)
+    }
+    unique = dict.fromkeys(short for shorts in shortfalls.values() for short in shorts)
+    return RunRow(run, cells, means, tuple(unique), frozenset(partial))
+
+
+def _shortfalls(cell: Cell, run: RunResult) -> list[Shortfall]:
+    """Each task is held to the seeds its suite's run used on any task, so a seed left out of
+    one task counts as missing."""
+    seeds = {
+        seed
+        for (suite, _), counts in run.tasks.items()
+        if suite == cell.suite
+        for seed in counts.seeds
+    }
+    out = []
+    for task, per_seed in zip(cell.tasks, cell.grid, strict=True):
+        counts = run.tasks[(cell.suite, task)]
+        grid = per_seed * len(seeds)
+        if counts.trials < grid:
+            out.append(Shortfall(cell.suite, task, counts.trials, grid))
+    return out
