@@ -74,5 +74,7 @@ def test_vm_and_va_runs_fill_the_google_robot_table(
     assert len([name for name in rows if name.startswith("scripted")]) == 1
     row = rows["scripted†"]  # stand-in assets
     rate = 100 * sum(bool(r["success"]) for r in records) / 6
-    assert row[0].startswith(f"{rate:.1f} [") and row[0].endswith("n=6")  # VM coke can, 3 x 2
+    assert row[0].startswith(f"{rate:.1f} [") and row[0].endswith("n=6¶")  # VM coke can, 3 x 2
+    assert "¶ scripted: part of the grid only" in joined.stdout
+    assert "pick_coke_can_horizontal 2/100" in joined.stdout
     assert row[5] == "-"  # VA coke can needs all three orientations; this run has one
