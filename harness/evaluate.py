@@ -15,7 +15,7 @@ import numpy.typing as npt
 from refinevla_bench.harness.backends.maniskill import ManiSkillBackend
 from refinevla_bench.harness.recording import EpisodeFiles
 from refinevla_bench.harness.records import EpisodeRecord
-from refinevla_bench.harness.rundir import RunDirectory, episode_id_of
+from refinevla_bench.harness.rundir import EpisodeId, RunDirectory, episode_id_of
 from refinevla_bench.harness.runner import EpisodeObserver, SuccessMode, run_task
 from refinevla_bench.harness.suites.spec import SuiteSpec, TaskSpec
 from refinevla_bench.policies.protocol import (
@@ -41,19 +41,19 @@ def plan_episodes(
     tasks: Sequence[TaskSpec],
     seeds: Sequence[int],
     episodes_per_task: int | None,
-    finished: set[tuple[str, int, int]],
-) -> tuple[list[PlannedWork], int]:
-    """The work still to do (grid order, seeds inner) and the total number planned."""
+    finished: set[EpisodeId],
+) -> tuple[list[PlannedWork], frozenset[EpisodeId]]:
+    """The work still to do (grid order, seeds inner) and every episode planned, done or not."""
     work: list[PlannedWork] = []
-    planned = 0
+    planned: set[EpisodeId] = set()
     for task in tasks:
         grid = task.episode_ids[:episodes_per_task] if episodes_per_task else task.episode_ids
         for seed in seeds:
-            planned += len(grid)
+            planned.update((task.name, i, seed) for i in grid)
             todo = tuple(i for i in grid if (task.name, i, seed) not in finished)
             if todo:
                 work.append(PlannedWork(task, seed, todo))
-    return work, planned
+    return work, frozenset(planned)
 
 
 class RunListener(EpisodeObserver):
@@ -79,7 +79,6 @@ class _Fanout:
         self.files = files
         self.run_dir = run_dir
         self.listener = listener
-        self.records: list[EpisodeRecord] = []
 
     def observed(self, observation: ObservationBatch) -> None:
         self.files.observed(observation)
@@ -95,14 +94,13 @@ class _Fanout:
     def episode_done(self, record: EpisodeRecord) -> None:
         self.files.episode_done(record)  # video and actions land before the record says done
         self.run_dir.append(record)
-        self.records.append(record)
         self.listener.episode_done(record)
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    records: list[EpisodeRecord]  # every finished episode of the folder, resumed ones included
-    planned: int
+    records: list[EpisodeRecord]  # the selected episodes the folder holds, resumed ones included
+    planned: int  # how many this invocation selected (tasks x grid x seeds)
     wall_seconds: float
 
 
@@ -149,13 +147,12 @@ def evaluate(
                 for seed, ids in variant_work:
                     for _ in run_task(env, suite, policy, ids, seed, success_mode, fanout):
                         pass
-    records = [*previous, *fanout.records]
-    run_dir.write_summary(
-        records,
+    records = run_dir.write_summary(
         planned,
         {"suite": suite.name, "policy": manifest["policy"], "success_mode": success_mode},
     )
-    return RunOutcome(records, planned, time.perf_counter() - started)
+    selected = [record for record in records if episode_id_of(record) in planned]
+    return RunOutcome(selected, len(planned), time.perf_counter() - started)
 
 
 def default_run_dir(suite: str, policy: str) -> Path:

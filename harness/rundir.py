@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,24 +131,29 @@ class RunDirectory:
             os.close(descriptor)
 
     def write_summary(
-        self, records: Iterable[EpisodeRecord], planned: int, extra: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        by_task: dict[str, list[EpisodeRecord]] = {}
-        for record in records:
-            by_task.setdefault(record.task, []).append(record)
-        everything = [record for task_records in by_task.values() for record in task_records]
-        summary = {
-            **extra,
-            "planned_episodes": planned,
-            "finished_episodes": len(everything),
-            "complete": len(everything) >= planned,
-            "tasks": {
-                task: _summary_json(TaskSummary.of(task, rs)) for task, rs in by_task.items()
-            },
-            "overall": _summary_json(TaskSummary.of("all", everything)),
-        }
-        write_json_atomically(self.summary_path, summary, indent=2, sort_keys=True)
-        return summary
+        self, planned: Collection[EpisodeId], extra: Mapping[str, Any]
+    ) -> list[EpisodeRecord]:
+        """Summarise the folder as it is on disk now, episodes of other processes sharing it
+        included; `complete` says whether every episode in `planned` has its record.
+        Returns the records the summary was made from."""
+        with self._locked():
+            records = read_episodes(self.episodes_path).records
+            by_task: dict[str, list[EpisodeRecord]] = {}
+            for record in records:
+                by_task.setdefault(record.task, []).append(record)
+            finished = len(set(planned) & {episode_id_of(record) for record in records})
+            summary = {
+                **extra,
+                "planned_episodes": len(planned),
+                "finished_episodes": finished,
+                "complete": finished == len(planned),
+                "tasks": {
+                    task: _summary_json(TaskSummary.of(task, rs)) for task, rs in by_task.items()
+                },
+                "overall": _summary_json(TaskSummary.of("all", records)),
+            }
+            write_json_atomically(self.summary_path, summary, indent=2, sort_keys=True)
+        return records
 
 
 def _episode_line(record: EpisodeRecord) -> str:

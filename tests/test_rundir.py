@@ -81,16 +81,49 @@ def test_resume_refuses_a_different_policy(tmp_path: Path) -> None:
     assert "--out" in caught.value.fix
 
 
+def planned(*episode_ids: int) -> set[tuple[str, int, int]]:
+    return {("carrot_on_plate", i, 0) for i in episode_ids}
+
+
 def test_summary_counts_errors_as_failures(tmp_path: Path) -> None:
     run = RunDirectory(tmp_path)
     run.open(manifest())
     failed = replace(record(2), success=False, termination="error", error="NaN")
-    summary = run.write_summary([record(0), record(1, success=False), failed], planned=4, extra={})
+    for done in (record(0), record(1, success=False), failed):
+        run.append(done)
+    assert len(run.write_summary(planned(0, 1, 2, 3), extra={})) == 3
+    summary = json.loads((tmp_path / "summary.json").read_text())
     task = summary["tasks"]["carrot_on_plate"]
     assert (task["episodes"], task["successes"], task["errors"]) == (3, 1, 1)
     assert task["success_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert (summary["planned_episodes"], summary["finished_episodes"]) == (4, 3)
     assert summary["complete"] is False
-    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+def test_summary_reads_the_folder_with_other_processes_episodes(tmp_path: Path) -> None:
+    """Two processes running disjoint --tasks into one folder: the summary each writes at its
+    end covers the other's episodes, and `complete` is about its own selection only."""
+    mine, theirs = RunDirectory(tmp_path), RunDirectory(tmp_path)
+    mine.open(manifest())
+    theirs.open(manifest())
+    mine.append(record(0))
+    theirs.append(replace(record(0), task="spoon_on_towel"))  # after `mine` opened the folder
+    mine.append(record(1))
+    records = mine.write_summary(planned(0, 1), extra={})
+    assert [(r.task, r.episode_id) for r in records] == [
+        ("carrot_on_plate", 0),
+        ("spoon_on_towel", 0),
+        ("carrot_on_plate", 1),
+    ]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["tasks"]) == {"carrot_on_plate", "spoon_on_towel"}
+    assert summary["overall"]["episodes"] == 3
+    assert (summary["planned_episodes"], summary["finished_episodes"]) == (2, 2)
+    assert summary["complete"] is True
+    # more episodes in the folder than planned does not make a selection complete
+    mine.write_summary(planned(0, 1, 2), extra={})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["finished_episodes"], summary["complete"]) == (2, False)
 
 
 def test_command_line_secrets_are_redacted() -> None:
@@ -142,7 +175,7 @@ def test_replaced_files_get_the_mode_a_plain_write_would(tmp_path: Path) -> None
     with (tmp_path / "run" / EPISODES_NAME).open("a") as episodes:
         episodes.write('{"torn": ')  # a kill mid-write: the next open rewrites the file
     RunDirectory(tmp_path / "run").open(manifest())
-    run.write_summary([record(0)], planned=1, extra={})
+    run.write_summary(planned(0), extra={})
     plain = tmp_path / "run" / "plain.txt"
     plain.write_text("x")
     for name in ("manifest.json", "summary.json", EPISODES_NAME):
