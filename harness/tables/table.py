@@ -72,7 +72,12 @@ def run_row(layout: Layout, run: RunResult) -> RunRow:
         parts = [cells[key] for key in mean.of]
         rates = [100 * part.rate for part in parts if part is not None]
         means[mean.key] = sum(rates) / len(rates) if len(rates) == len(parts) else None
-    shortfalls = {cell.key: _shortfalls(cell, run) for cell in layout.cells if cells[cell.key]}
+    seeds = _seeds_by_suite(run)
+    shortfalls = {
+        cell.key: _shortfalls(cell, run, len(seeds[cell.suite]))
+        for cell in layout.cells
+        if cells[cell.key]
+    }
     partial = {key for key, short in shortfalls.items() if short}
     partial |= {
         mean.key
@@ -83,19 +88,19 @@ def run_row(layout: Layout, run: RunResult) -> RunRow:
     return RunRow(run, cells, means, tuple(unique), frozenset(partial))
 
 
-def _shortfalls(cell: Cell, run: RunResult) -> list[Shortfall]:
-    """Each task is held to the seeds its suite's run used on any task, so a seed left out of
-    one task counts as missing."""
-    seeds = {
-        seed
-        for (suite, _), counts in run.tasks.items()
-        if suite == cell.suite
-        for seed in counts.seeds
-    }
+def _seeds_by_suite(run: RunResult) -> dict[str, set[int]]:
+    """The seeds each suite's run used on any task: every task of that suite is held to them,
+    so a seed left out of one task counts as missing."""
+    seeds: dict[str, set[int]] = {}
+    for (suite, _), counts in run.tasks.items():
+        seeds.setdefault(suite, set()).update(counts.seeds)
+    return seeds
+
+
+def _shortfalls(cell: Cell, run: RunResult, seeds: int) -> list[Shortfall]:
     out = []
     for task, per_seed in zip(cell.tasks, cell.grid, strict=True):
         counts = run.tasks[(cell.suite, task)]
-        grid = per_seed * len(seeds)
-        if counts.trials < grid:
-            out.append(Shortfall(cell.suite, task, counts.trials, grid))
+        if counts.trials < per_seed * seeds:
+            out.append(Shortfall(cell.suite, task, counts.trials, per_seed * seeds))
     return out
