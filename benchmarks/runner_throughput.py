@@ -1,8 +1,10 @@
 """Harness runner vs an upstream-style loop, same machine, same episodes, same policy.
 
-Upstream SimplerEnv rebuilds the environment for every episode and runs episodes one after
-another. The harness builds each task's environment once and reuses it. Both loops here go
-through the same backend, policy and action conversion; only the rebuild differs. Reported:
+Upstream SimplerEnv makes a new environment for every episode and runs episodes one after
+another. The harness makes each task variant's environment once and rebuilds only its physics
+scene at each reset (as both loops here do: an episode then plays the same in either). Both
+loops go through the same backend, policy and action conversion; only `gym.make` per episode
+differs. Reported:
 episodes per minute for each, their ratio, and the share of wall time spent outside
 `env.step` and the policy (building, resetting, bookkeeping). With `--num-envs N` (GPU
 simulation) the harness also runs N episodes at once, against its own one-at-a-time loop.
@@ -95,7 +97,7 @@ def harness_loop(
         records = list(run_task(env, suite, policy, ids, seed=0))
     wall = time.perf_counter() - started
     outcomes = tuple(_outcome(record) for record in records)
-    name = "harness (env reused)" if num_envs == 1 else f"harness, {num_envs} envs at once"
+    name = "harness (env made once)" if num_envs == 1 else f"harness, {num_envs} envs at once"
     return LoopResult(name, len(ids), wall, steps.seconds, acting.seconds, outcomes)
 
 
@@ -112,7 +114,7 @@ def upstream_style_loop(
             records.extend(run_task(env, suite, policy, [episode_id], seed=0))
     wall = time.perf_counter() - started
     outcomes = tuple(_outcome(record) for record in records)
-    name = "upstream-style (env rebuilt per episode)"
+    name = "upstream-style (env made per episode)"
     return LoopResult(name, len(ids), wall, steps.seconds, acting.seconds, outcomes)
 
 

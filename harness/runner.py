@@ -267,7 +267,8 @@ def run_task(
     success_mode: SuccessMode = "truncation",
     observer: EpisodeObserver | None = None,
 ) -> Iterator[EpisodeRecord]:
-    """Run episodes in batches on one reused environment (upstream rebuilds it per episode)."""
+    """Run episodes in batches on one environment, made once (upstream makes one per episode;
+    the backend still rebuilds the physics scene at each reset)."""
     size = env.num_envs
     for start in range(0, len(episode_ids), size):
         chunk = episode_ids[start : start + size]

@@ -1,4 +1,11 @@
-"""ManiSkill3 (SAPIEN 3) backend: builds a task's environment once and reuses it per episode.
+"""ManiSkill3 (SAPIEN 3) backend: makes a task variant's environment once for all its episodes.
+
+Every reset rebuilds the physics scene (`reconfiguration_freq=1`, ~0.2-0.6 s on the CPU). A
+PhysX scene keeps state that no pose or velocity reset clears (contact caches, the order it
+found contact pairs in), so in a reused scene the same episode played differently depending
+on what ran before it: coke-can distractors settled up to 1.9 m apart and flipped successes,
+move near and the apple task drifted mid-episode. Rebuilt, an episode's trajectory depends on
+its task, variant, id and seed alone: not on --episodes, --tasks, the order or a resume.
 
 ManiSkill reads its asset folder from MS_ASSET_DIR when it is first imported, and it asks on
 stdin before downloading anything it misses. Both are settled here before the import: the
@@ -35,6 +42,7 @@ from refinevla_bench.policies.protocol import EpisodeKey, ObservationBatch
 
 Device = Literal["cpu", "cuda"]
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+RECONFIGURE_EVERY_RESET = 1  # a fresh physics scene per reset: see the module docstring
 
 
 def resolve_device(requested: str) -> Device:
@@ -59,7 +67,7 @@ def import_maniskill(asset_dir: Path, verbose: bool = False) -> None:
     """
     already = sys.modules.get("mani_skill")
     if already is not None:
-        current = Path(str(already.ASSET_DIR)).resolve()
+        current = Path(str(already.ASSET_DIR)).resolve().parent  # ASSET_DIR is MS_ASSET_DIR/data
         if current != asset_dir.resolve():
             raise HarnessError(
                 f"ManiSkill was already imported with assets at {current}, not {asset_dir}",
@@ -278,6 +286,7 @@ class ManiSkillBackend:
                 sim_backend="physx_cuda" if self.device == "cuda" else "physx_cpu",
                 render_backend="gpu" if self.device == "cuda" else "cpu",
                 max_episode_steps=task.max_steps,
+                reconfiguration_freq=RECONFIGURE_EVERY_RESET,
                 **own,
                 **variant.kwargs,
             )
