@@ -1,11 +1,13 @@
 """ManiSkill3 (SAPIEN 3) backend: makes a task variant's environment once for all its episodes.
 
-Every reset rebuilds the physics scene (`reconfiguration_freq=1`, ~0.2-0.6 s on the CPU). A
-PhysX scene keeps state that no pose or velocity reset clears (contact caches, the order it
-found contact pairs in), so in a reused scene the same episode played differently depending
-on what ran before it: coke-can distractors settled up to 1.9 m apart and flipped successes,
-move near and the apple task drifted mid-episode. Rebuilt, an episode's trajectory depends on
-its task, variant, id and seed alone: not on --episodes, --tasks, the order or a resume.
+Every reset rebuilds the physics scene (`reconfiguration_freq=1`; measured on the CPU, a reset
+takes 0.21 s instead of 0.05 for WidowX carrot, 0.45 instead of 0.28 for the coke can with six
+distractors). A PhysX scene keeps state that no pose or velocity reset clears (contact
+caches, the order it found contact pairs in), so in a reused scene the same episode played
+differently depending on what ran before it: coke-can distractors settled up to 1.9 m apart
+and flipped successes, move near and the apple task drifted mid-episode. Rebuilt, an
+episode's trajectory depends on its task, variant, id and seed alone: not on --episodes,
+--tasks, the order or a resume.
 
 ManiSkill reads its asset folder from MS_ASSET_DIR when it is first imported, and it asks on
 stdin before downloading anything it misses. Both are settled here before the import: the
